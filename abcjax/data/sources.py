@@ -1,0 +1,246 @@
+"""Corpus sources: music21's embedded ABC files, a folder of .abc files, a folder of MIDI files.
+
+Each source returns a list of `RawFile`: the ABC bytes of one input file, or why there are none.
+Decoding and cleaning happen later, in `corpus.py`, identically for every source.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import threading
+
+import tqdm
+
+SOURCES = ("music21", "abc_dir", "midi_dir")
+ABC_SUFFIXES = (".abc",)
+MIDI_SUFFIXES = (".mid", ".midi")
+# The converter binary; tests point this at a stand-in script.
+MIDI2ABC = "midi2abc"
+MIDI2ABC_ARGS = ("-f",)
+MIDI_CACHE_DIR = "midi_abc_cache"
+
+
+@dataclasses.dataclass(frozen=True)
+class RawFile:
+  path: str  # relative to the source's root folder (what rejects.tsv shows)
+  data: bytes | None  # ABC bytes; None when the file could not be read or converted
+  reason: str | None = None  # why data is None
+  detail: str = ""
+  input_bytes: int = 0  # size of the input file (the .mid for MIDI)
+
+
+def _input_dir_error(input_dir, message: str) -> ValueError:
+  return ValueError(f"--input_dir={input_dir}: {message}")
+
+
+def find_files(input_dir, suffixes: tuple[str, ...]) -> list[pathlib.Path]:
+  """Every file under input_dir (recursively) whose suffix is in `suffixes`, case-insensitive, sorted."""
+  if input_dir is None:
+    raise ValueError("--input_dir is required for --source=abc_dir and --source=midi_dir")
+  root = pathlib.Path(input_dir)
+  if not root.is_dir():
+    raise _input_dir_error(input_dir, "folder does not exist or is not a folder")
+  paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+  if not paths:
+    raise _input_dir_error(input_dir, f"no files ending in {'/'.join(suffixes)} under this folder")
+  return paths
+
+
+def music21_paths() -> tuple[pathlib.Path, list[pathlib.Path]]:
+  """music21's embedded ABC files (1,146 in music21 10.5) and the folder they share."""
+  import music21  # Imported lazily: it takes a second and only this source needs it.
+
+  paths = sorted(pathlib.Path(p) for p in music21.corpus.getPaths(fileExtensions=("abc",)))
+  if not paths:
+    raise RuntimeError("music21.corpus.getPaths(fileExtensions=('abc',)) found no files")
+  return pathlib.Path(os.path.commonpath(paths)), paths
+
+
+def read_files(root: pathlib.Path, paths: list[pathlib.Path], progress: bool = False) -> list[RawFile]:
+  out = []
+  for path in tqdm.tqdm(paths, desc="reading", unit="file", disable=not progress):
+    rel = path.relative_to(root).as_posix()
+    try:
+      data = path.read_bytes()
+    except OSError as e:  # permission denied, vanished file, I/O error
+      out.append(RawFile(rel, None, "unreadable", f"{type(e).__name__}: {e.strerror or e}"))
+      continue
+    out.append(RawFile(rel, data, input_bytes=len(data)))
+  return out
+
+
+def midi2abc_binary() -> str:
+  exe = shutil.which(MIDI2ABC)
+  if exe is None:
+    raise FileNotFoundError(
+        f"the MIDI source needs the {MIDI2ABC!r} program, which is not on PATH. Install it with "
+        "`sudo apt-get install abcmidi` (Debian/Ubuntu), or `pip install symusic` and put the "
+        "bundled symusic/bin/midi2abc on PATH."
+    )
+  return exe
+
+
+class _MidiConverter:
+  """Runs midi2abc on one file at a time per thread, with a per-file timeout and a result cache.
+
+  Threads suffice: each conversion is a separate midi2abc process, so the files convert in parallel
+  while the Python side only waits. The cache makes an interrupted run resumable: each finished file
+  (success or failure) is written atomically, keyed by relative path, size and mtime.
+  """
+
+  def __init__(self, exe: str, root: pathlib.Path, cache_dir: pathlib.Path, timeout_s: float):
+    self.exe, self.root, self.cache_dir, self.timeout_s = exe, root, cache_dir, timeout_s
+    self.cache_dir.mkdir(parents=True, exist_ok=True)
+    self._live: set[subprocess.Popen] = set()
+    self._lock = threading.Lock()
+    self.runs = 0
+    self.cache_hits = 0
+    self.stopping = False  # set on interrupt: results of killed runs must not be cached
+
+  def _key(self, rel: str, st: os.stat_result) -> str:
+    text = "\0".join([rel, str(st.st_size), str(st.st_mtime_ns), *MIDI2ABC_ARGS])
+    return hashlib.sha1(text.encode()).hexdigest()
+
+  def _cached(self, key: str, rel: str, size: int) -> RawFile | None:
+    ok, fail = self.cache_dir / f"{key}.abc", self.cache_dir / f"{key}.fail.json"
+    if ok.exists():
+      return RawFile(rel, ok.read_bytes(), input_bytes=size)
+    if fail.exists():
+      record = json.loads(fail.read_text())
+      # A timeout is retried when the new limit is longer than the one it failed under.
+      if record["reason"] == "midi2abc_timeout" and self.timeout_s > record["timeout_s"]:
+        return None
+      return RawFile(rel, None, record["reason"], record["detail"], size)
+    return None
+
+  def _store(self, key: str, result: RawFile) -> None:
+    if result.data is not None:
+      path, payload = self.cache_dir / f"{key}.abc", result.data
+    else:
+      path = self.cache_dir / f"{key}.fail.json"
+      record = {"path": result.path, "reason": result.reason, "detail": result.detail,
+                "timeout_s": self.timeout_s}
+      payload = json.dumps(record).encode()
+    tmp = path.with_name(f"{path.name}.tmp{threading.get_ident()}")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+  def _run(self, rel: str, size: int) -> RawFile:
+    # Run from the root with the relative path, so midi2abc's "T: from <file>" title does not
+    # depend on where the data lives.
+    proc = subprocess.Popen([self.exe, *MIDI2ABC_ARGS, rel], cwd=self.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    with self._lock:
+      self._live.add(proc)
+      self.runs += 1
+    try:
+      out, err = proc.communicate(timeout=self.timeout_s)
+    except subprocess.TimeoutExpired:
+      self._kill(proc)
+      return RawFile(rel, None, "midi2abc_timeout", f"no result after {self.timeout_s:g} s", size)
+    finally:
+      with self._lock:
+        self._live.discard(proc)
+    message = " ".join((err + b" " + out).decode("latin-1").split())[:200]
+    if proc.returncode != 0:
+      return RawFile(rel, None, "midi2abc_failed", f"exit {proc.returncode}: {message}", size)
+    if b"X:" not in out:
+      return RawFile(rel, None, "midi2abc_no_output", f"exit 0 without a tune: {message}", size)
+    return RawFile(rel, out, input_bytes=size)
+
+  @staticmethod
+  def _kill(proc: subprocess.Popen) -> None:
+    # The whole process group, so a wrapper script's children die too and release the pipes.
+    try:
+      os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+      pipe.close()
+
+  def convert(self, path: pathlib.Path) -> RawFile:
+    rel = path.relative_to(self.root).as_posix()
+    try:
+      st = path.stat()
+      with open(path, "rb"):
+        pass
+    except OSError as e:
+      return RawFile(rel, None, "unreadable", f"{type(e).__name__}: {e.strerror or e}")
+    if st.st_size == 0:
+      return RawFile(rel, None, "empty_file", "0 bytes")
+    key = self._key(rel, st)
+    cached = self._cached(key, rel, st.st_size)
+    if cached is not None:
+      with self._lock:
+        self.cache_hits += 1
+      return cached
+    result = self._run(rel, st.st_size)
+    if not self.stopping:
+      self._store(key, result)
+    return result
+
+  def kill_all(self) -> None:
+    self.stopping = True
+    with self._lock:
+      live = list(self._live)
+    for proc in live:
+      try:
+        os.killpg(proc.pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+
+
+def convert_midi_dir(input_dir, cache_dir, *, workers: int | None = None, timeout_s: float = 60.0,
+                     progress: bool = True, max_files: int | None = None) -> tuple[list[RawFile], dict]:
+  """Converts every .mid/.midi under input_dir with `midi2abc -f`, reusing cached results."""
+  paths = find_files(input_dir, MIDI_SUFFIXES)[:max_files]
+  converter = _MidiConverter(midi2abc_binary(), pathlib.Path(input_dir), pathlib.Path(cache_dir),
+                             timeout_s)
+  workers = workers or os.cpu_count() or 1
+  results: list[RawFile | None] = [None] * len(paths)
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+  try:
+    futures = {pool.submit(converter.convert, p): i for i, p in enumerate(paths)}
+    bar = tqdm.tqdm(total=len(paths), desc="midi2abc", unit="file", disable=not progress)
+    for future in concurrent.futures.as_completed(futures):
+      results[futures[future]] = future.result()
+      bar.update()
+    bar.close()
+  except BaseException:
+    # On Ctrl-C: drop queued files and kill running converters; finished files stay cached.
+    pool.shutdown(wait=False, cancel_futures=True)
+    converter.kill_all()
+    raise
+  pool.shutdown()
+  stats = {"midi2abc_runs": converter.runs, "midi_cache_hits": converter.cache_hits,
+           "midi_cache_dir": str(cache_dir), "timeout_s": timeout_s, "workers": workers}
+  return results, stats
+
+
+def load_source(source: str, *, input_dir=None, cache_root=None, workers: int | None = None,
+                timeout_s: float = 60.0, progress: bool = True,
+                max_files: int | None = None) -> tuple[list[RawFile], dict]:
+  """The raw files of one source, plus source-specific statistics."""
+  if source == "music21":
+    root, paths = music21_paths()
+    return read_files(root, paths[:max_files], progress), {"root": str(root)}
+  if source == "abc_dir":
+    paths = find_files(input_dir, ABC_SUFFIXES)[:max_files]
+    return read_files(pathlib.Path(input_dir), paths, progress), {"root": str(input_dir)}
+  if source == "midi_dir":
+    if cache_root is None:
+      raise ValueError("the midi_dir source needs a cache_root for its conversion cache")
+    files, stats = convert_midi_dir(input_dir, pathlib.Path(cache_root) / MIDI_CACHE_DIR,
+                                    workers=workers, timeout_s=timeout_s, progress=progress,
+                                    max_files=max_files)
+    return files, {"root": str(input_dir), **stats}
+  raise ValueError(f"--source must be one of {SOURCES}; got {source!r}")

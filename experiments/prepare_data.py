@@ -1,0 +1,41 @@
+"""Prepares a corpus folder: python -m experiments.prepare_data --source=music21|abc_dir|midi_dir."""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from abcjax.data import corpus, sources
+
+_SOURCE = flags.DEFINE_enum("source", "music21", sources.SOURCES, "Where the tunes come from.")
+_INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of .abc or .mid files (abc_dir, midi_dir).")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output folder (default: the default corpus cache, "
+                               f"${corpus.DATA_DIR_ENV} or ~/.cache/abcjax/music21).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the 98/1/1 train/val/test split.")
+_DEDUP = flags.DEFINE_bool("dedup", False, "Drop exact duplicate tunes (always counted).")
+_WORKERS = flags.DEFINE_integer("workers", None, "Parallel midi2abc runs (default: CPU count).")
+_TIMEOUT_S = flags.DEFINE_float("timeout_s", 60.0, "Per-file midi2abc time limit in seconds.")
+_MAX_FILES = flags.DEFINE_integer("max_files", None, "Use only the first N input files.")
+
+
+def main(argv):
+  del argv
+  out_dir = _OUT_DIR.value or corpus.default_data_dir()
+  stats = corpus.build_corpus(out_dir, source=_SOURCE.value, input_dir=_INPUT_DIR.value,
+                              seed=_SEED.value, dedup=_DEDUP.value, workers=_WORKERS.value,
+                              timeout_s=_TIMEOUT_S.value, max_files=_MAX_FILES.value)
+  splits = stats["splits"]
+  print(f"corpus written to {out_dir}")
+  print(f"files: {stats['files_read']} read, {stats['files_kept']} kept, rejected "
+        f"{stats['files_rejected'] or 'none'}")
+  print(f"tunes: {stats['tunes_found']} found, {stats['tunes_kept']} kept, rejected "
+        f"{stats['tunes_rejected'] or 'none'}, exact duplicates {stats['exact_duplicates']}"
+        f"{' (dropped)' if stats['dedup'] else ' (kept)'}")
+  for name, s in splits.items():
+    print(f"{name:>5}: {s['tunes']} tunes, {s['chars']:,} chars")
+  print(f"vocab: {stats['vocab_size']} tokens; UNK characters: {stats['unk']['chars_replaced_total']}")
+  print(f"tune length (chars): {stats['tune_length_chars']}")
+  print(f"time: {stats['elapsed_s']:.1f} s, {stats['mb_per_s']:.2f} MB/s")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,225 @@
+"""Building a corpus folder: splits, vocabulary, bad input, ensure_corpus, the real music21 corpus."""
+
+import csv
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from abcjax.data import corpus, sources
+from abcjax.data.abc_text import UNK_CHAR
+from abcjax.data.vocab import Vocab
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _tune(i: int) -> str:
+  notes = "abcdefg"
+  return f"X:{i}\nT:Tune {i}\nM:4/4\nK:G\n{notes[i % 7]}{notes[(i // 7) % 7]}{i}|\n"
+
+
+def _write_abc_dir(root: pathlib.Path, n_tunes: int, per_file: int = 10) -> pathlib.Path:
+  root.mkdir(parents=True, exist_ok=True)
+  for start in range(0, n_tunes, per_file):
+    sub = root / f"part{start // 100}"
+    sub.mkdir(exist_ok=True)
+    text = "\n".join(_tune(i) for i in range(start, min(start + per_file, n_tunes)))
+    (sub / f"f{start:05d}.abc").write_text(text)
+  return root
+
+
+def _rejects(out_dir) -> list[dict]:
+  with open(pathlib.Path(out_dir) / "rejects.tsv", newline="") as f:
+    return list(csv.DictReader(f, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def abc_dir(tmp_path_factory):
+  return _write_abc_dir(tmp_path_factory.mktemp("abc"), 500)
+
+
+def _split_tunes(out_dir) -> dict[str, list[str]]:
+  return {s: corpus.load_tunes(out_dir, s) for s in corpus.SPLITS}
+
+
+def test_split_disjoint_deterministic_and_98_1_1(abc_dir, tmp_path):
+  stats = corpus.build_corpus(tmp_path / "a", source="abc_dir", input_dir=abc_dir, seed=0,
+                              progress=False)
+  assert stats["tunes_found"] == stats["tunes_kept"] == 500
+  assert {s: v["tunes"] for s, v in stats["splits"].items()} == {"train": 490, "val": 5, "test": 5}
+  a = _split_tunes(tmp_path / "a")
+  assert sorted(sum(a.values(), [])) == sorted(_tune(i) for i in range(500))  # all, once
+  for x, y in [("train", "val"), ("train", "test"), ("val", "test")]:
+    assert not set(a[x]) & set(a[y])
+  corpus.build_corpus(tmp_path / "b", source="abc_dir", input_dir=abc_dir, seed=0, progress=False)
+  assert _split_tunes(tmp_path / "b") == a
+  corpus.build_corpus(tmp_path / "c", source="abc_dir", input_dir=abc_dir, seed=1, progress=False)
+  assert _split_tunes(tmp_path / "c")["val"] != a["val"]
+
+
+def test_tokens_decode_to_text_and_vocab_comes_from_train(abc_dir, tmp_path):
+  stats = corpus.build_corpus(tmp_path, source="abc_dir", input_dir=abc_dir, progress=False)
+  vocab = corpus.load_vocab(tmp_path)
+  train_text = (tmp_path / "train.txt").read_text(encoding="utf-8")
+  assert vocab == Vocab.build([train_text])
+  for split in corpus.SPLITS:
+    tokens = corpus.load_split(tmp_path, split)
+    assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint16
+    text = (tmp_path / f"{split}.txt").read_text(encoding="utf-8")
+    assert vocab.decode(tokens) == text
+    assert stats["splits"][split]["tokens"] == len(tokens) == len(text)
+    assert np.count_nonzero(tokens == vocab.eot_id) == stats["splits"][split]["tunes"]
+  assert int(corpus.load_split(tmp_path, "train")[-1]) == vocab.eot_id
+
+
+def test_unk_chars_are_counted_and_round_trip(tmp_path):
+  src = tmp_path / "in"
+  src.mkdir()
+  body = "\n".join(f"X:{i}\nT:Sch\xf6n\nK:C\nabc|\n" for i in range(100))
+  (src / "a.abc").write_text(body, encoding="utf-8")
+  stats = corpus.build_corpus(tmp_path / "out", source="abc_dir", input_dir=src, progress=False)
+  assert stats["unk"]["chars_replaced_by_policy"] == {"\\xf6": 100}
+  assert stats["unk"]["tunes_with_unk_in_body"] == 0
+  assert sum(stats["unk"]["unk_tokens_per_split"].values()) == 100
+  vocab = corpus.load_vocab(tmp_path / "out")
+  train = (tmp_path / "out" / "train.txt").read_text(encoding="utf-8")
+  assert f"Sch{UNK_CHAR}n" in train
+  assert vocab.decode(corpus.load_split(tmp_path / "out", "train")) == train
+
+
+def test_bad_inputs_are_counted_and_listed(tmp_path, monkeypatch):
+  src = tmp_path / "in"
+  src.mkdir()
+  (src / "good.abc").write_text("\n".join(_tune(i) for i in range(20)))
+  (src / "binary.abc").write_bytes(b"X:1\nK:C\n\x00\x01\x02")
+  (src / "latin1.abc").write_bytes("X:1\nT:Sch\xf6n\nK:C\nabc\n".encode("latin-1"))
+  (src / "empty.abc").write_bytes(b"")
+  (src / "nokey.abc").write_text("X:1\nT:no key\nabc\nX:2\nT:ok\nK:D\nd\n")
+  (src / "noX.abc").write_text("T:loose\nK:C\nabc\n")
+  (src / "locked.abc").write_text(_tune(99))
+  (src / "notes.txt").write_text("not an abc file")
+  (src / "locked.abc").chmod(0)
+  # Root reads a mode-000 file anyway, so the permission error is also simulated.
+  read_bytes = pathlib.Path.read_bytes
+
+  def failing_read_bytes(path):
+    if path.name == "locked.abc":
+      raise PermissionError(13, "Permission denied", str(path))
+    return read_bytes(path)
+
+  monkeypatch.setattr(pathlib.Path, "read_bytes", failing_read_bytes)
+  stats = corpus.build_corpus(tmp_path / "out", source="abc_dir", input_dir=src, progress=False)
+  assert stats["files_read"] == 7
+  assert stats["files_rejected"] == {"unreadable": 1, "binary": 1, "empty_file": 1, "no_X_line": 1}
+  assert stats["files_decoded_latin1"] == 1
+  assert stats["tunes_rejected"] == {"no_K_header": 1}
+  assert stats["tunes_found"] == 20 + 1 + 2
+  assert stats["tunes_kept"] == 20 + 1 + 1
+  rows = {(r["path"], r["tune_index"], r["reason"]) for r in _rejects(tmp_path / "out")}
+  assert rows == {("locked.abc", "-1", "unreadable"), ("binary.abc", "-1", "binary"),
+                  ("empty.abc", "-1", "empty_file"), ("noX.abc", "-1", "no_X_line"),
+                  ("nokey.abc", "0", "no_K_header"), ("latin1.abc", "-1", "decoded_latin1")}
+  assert stats["unk"]["chars_replaced_by_policy"] == {"\\xf6": 1}
+
+
+def test_duplicates_counted_and_dropped_only_with_dedup(tmp_path):
+  src = tmp_path / "in"
+  src.mkdir()
+  tunes = [_tune(i) for i in range(50)]
+  (src / "a.abc").write_text("\n".join(tunes + tunes[:3] + [tunes[0]]))
+  kept = corpus.build_corpus(tmp_path / "keep", source="abc_dir", input_dir=src, progress=False)
+  assert (kept["exact_duplicates"], kept["tunes_kept"]) == (4, 54)
+  assert not _rejects(tmp_path / "keep")
+  dropped = corpus.build_corpus(tmp_path / "drop", source="abc_dir", input_dir=src, dedup=True,
+                                progress=False)
+  assert (dropped["exact_duplicates"], dropped["tunes_kept"]) == (4, 50)
+  assert dropped["tunes_rejected"] == {"duplicate": 4}
+  assert [r["tune_index"] for r in _rejects(tmp_path / "drop")] == ["50", "51", "52", "53"]
+  assert sorted(sum(_split_tunes(tmp_path / "drop").values(), [])) == sorted(tunes)
+
+
+def test_bad_input_dir_names_flag_and_folder(tmp_path):
+  with pytest.raises(ValueError, match=r"--input_dir=.*missing.*does not exist"):
+    corpus.build_corpus(tmp_path / "out", source="abc_dir", input_dir=tmp_path / "missing")
+  (tmp_path / "only_txt").mkdir()
+  (tmp_path / "only_txt" / "a.txt").write_text("X:1\nK:C\n")
+  with pytest.raises(ValueError, match=r"--input_dir=.*only_txt.*no files ending in \.abc"):
+    corpus.build_corpus(tmp_path / "out", source="abc_dir", input_dir=tmp_path / "only_txt")
+  with pytest.raises(ValueError, match="--input_dir is required"):
+    corpus.build_corpus(tmp_path / "out", source="abc_dir")
+  with pytest.raises(ValueError, match="--source must be one of"):
+    corpus.build_corpus(tmp_path / "out", source="lakh")
+
+
+def test_ensure_corpus_given_dir_must_be_prepared(tmp_path, abc_dir):
+  with pytest.raises(FileNotFoundError, match=r"(?s)empty.*prepare_data --out_dir="):
+    corpus.ensure_corpus(tmp_path / "empty")
+  corpus.build_corpus(tmp_path / "ok", source="abc_dir", input_dir=abc_dir, progress=False)
+  assert corpus.ensure_corpus(tmp_path / "ok") == tmp_path / "ok"
+  (tmp_path / "ok" / "val.npy").unlink()
+  with pytest.raises(FileNotFoundError, match="val.npy"):
+    corpus.ensure_corpus(tmp_path / "ok")
+
+
+def test_ensure_corpus_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
+  monkeypatch.setenv(corpus.DATA_DIR_ENV, str(tmp_path / "cache" / "music21"))
+
+  def interrupted(out_dir, **kwargs):
+    (pathlib.Path(out_dir) / "train.npy").write_bytes(b"partial")
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(corpus, "build_corpus", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    corpus.ensure_corpus()
+  assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_music21_corpus_figures_and_reuse(tmp_path, monkeypatch):
+  """The whole embedded corpus builds in about 2 s, so the published figures are checked here."""
+  monkeypatch.setenv(corpus.DATA_DIR_ENV, str(tmp_path / "music21"))
+  assert corpus.default_data_dir() == tmp_path / "music21"
+  data_dir = corpus.ensure_corpus()
+  assert data_dir == tmp_path / "music21"
+  assert [p.name for p in tmp_path.iterdir()] == ["music21"]  # the temporary sibling is gone
+  stats = json.loads((data_dir / "stats.json").read_text())
+  assert stats["files_read"] == 1146 and stats["files_rejected"] == {}
+  assert stats["tunes_found"] == 12978
+  assert stats["tunes_kept"] + sum(stats["tunes_rejected"].values()) == 12978
+  assert sum(s["tunes"] for s in stats["splits"].values()) == stats["tunes_kept"]
+  assert 4.2e6 < sum(s["chars"] for s in stats["splits"].values()) < 4.4e6
+  assert 300 <= stats["tune_length_chars"]["p50"] <= 320
+  assert stats["vocab_size"] <= 2 + 96  # printable ASCII + newline + EOT + UNK
+  vocab = corpus.load_vocab(data_dir)
+  assert vocab.decode(corpus.load_split(data_dir, "train")) == (
+      (data_dir / "train.txt").read_text(encoding="utf-8"))
+
+  def must_not_build(*args, **kwargs):
+    raise AssertionError("ensure_corpus rebuilt an existing corpus")
+
+  monkeypatch.setattr(corpus, "build_corpus", must_not_build)
+  assert corpus.ensure_corpus() == data_dir
+
+
+def test_prepare_data_entry_point(abc_dir, tmp_path):
+  out = subprocess.run([sys.executable, "-m", "experiments.prepare_data", "--source=abc_dir",
+                        f"--input_dir={abc_dir}", f"--out_dir={tmp_path / 'out'}", "--seed=3"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  assert "500 found, 500 kept" in out.stdout
+  assert json.loads((tmp_path / "out" / "stats.json").read_text())["seed"] == 3
+  bad = subprocess.run([sys.executable, "-m", "experiments.prepare_data", "--source=abc_dir",
+                        f"--input_dir={tmp_path / 'nowhere'}", f"--out_dir={tmp_path / 'x'}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and f"--input_dir={tmp_path / 'nowhere'}" in bad.stderr
+
+
+def test_sources_list_only_matching_files(tmp_path):
+  (tmp_path / "a" / "b").mkdir(parents=True)
+  (tmp_path / "a" / "b" / "x.ABC").write_text("X:1\nK:C\n")
+  (tmp_path / "y.abc").write_text("X:1\nK:C\n")
+  (tmp_path / "z.abcd").write_text("X:1\nK:C\n")
+  found = sources.find_files(tmp_path, sources.ABC_SUFFIXES)
+  assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/x.ABC", "y.abc"]
