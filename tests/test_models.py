@@ -1,0 +1,246 @@
+"""Model families: shapes, causality, decoding against the full pass, size tables, counts."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from abcjax.models import (PUBLISHED_PARAMS, SIZE_TABLES, ModelConfig, build_model, count_params,
+                           get_config, size_names, size_table_markdown)
+
+VOCAB = 20
+ARCHS = ["gpt", "lstm"]
+
+
+def tiny_config(arch: str, **kw) -> ModelConfig:
+  """The default small size shrunk to D=32, 2 layers, block 64 (nanodo's test config)."""
+  fields = {"vocab_size": VOCAB, "block_size": 64, "n_layer": 2, "d_model": 32,
+            "n_head": 4 if arch == "gpt" else 0, **kw}
+  return get_config(arch, "small", **fields)
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def model_and_params(request):
+  model = build_model(tiny_config(request.param))
+  return model, model.init(jax.random.PRNGKey(0))
+
+
+def random_tokens(shape, seed=1):
+  return jax.random.randint(jax.random.PRNGKey(seed), shape, 0, VOCAB)
+
+
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_shapes_and_finite(model_and_params, use_jit):
+  model, params = model_and_params
+  tokens = random_tokens((3, 17))
+  apply = jax.jit(model.apply) if use_jit else model.apply
+  logits = apply(params, tokens)
+  assert logits.shape == (3, 17, VOCAB)
+  assert logits.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(logits)))
+  assert float(jnp.std(logits)) > 0.0
+
+
+def test_params_are_float32(model_and_params):
+  _, params = model_and_params
+  assert {x.dtype for x in jax.tree_util.tree_leaves(params)} == {jnp.dtype(jnp.float32)}
+
+
+def test_causality(model_and_params):
+  model, params = model_and_params
+  tokens = random_tokens((2, 24))
+  changed_at = 13
+  edited = tokens.at[:, changed_at].set((tokens[:, changed_at] + 1) % VOCAB)
+  apply = jax.jit(model.apply)
+  before, after = apply(params, tokens), apply(params, edited)
+  np.testing.assert_array_equal(before[:, :changed_at], after[:, :changed_at])
+  assert float(jnp.max(jnp.abs(before[:, changed_at:] - after[:, changed_at:]))) > 1e-4
+
+
+def test_decode_steps_match_full_forward(model_and_params):
+  model, params = model_and_params
+  tokens = random_tokens((3, 30))
+  full = jax.jit(model.apply)(params, tokens)
+  state = model.init_decode_state(3, 64)
+  step = jax.jit(model.decode_step)
+  stepped = []
+  for t in range(tokens.shape[1]):
+    logits, state = step(params, state, tokens[:, t])
+    stepped.append(logits)
+  np.testing.assert_allclose(np.stack(stepped, axis=1), full, atol=2e-5, rtol=1e-5)
+
+
+def test_gpt_cache_refill_past_block_size():
+  model = build_model(tiny_config("gpt", block_size=16))
+  params = model.init(jax.random.PRNGKey(0))
+  tokens = random_tokens((2, 40))
+  state = model.init_decode_state(2, 40)
+  step, apply = jax.jit(model.decode_step), jax.jit(model.apply)
+  for t in range(tokens.shape[1]):
+    logits, state = step(params, state, tokens[:, t])
+    # Documented semantics: the cache holds block positions; when full it restarts from the last
+    # block//2 tokens, so after a refill at step 16, 24, 32 the window starts 8 tokens back.
+    start = 0 if t < 16 else 8 * ((t - 16) // 8) + 8
+    # Pad the window to one width (causal, so padding after it is harmless): one compile.
+    window = jnp.zeros((2, 16), jnp.int32).at[:, :t + 1 - start].set(tokens[:, start:t + 1])
+    expected = apply(params, window)[:, t - start]
+    np.testing.assert_allclose(logits, expected, atol=2e-5, rtol=1e-5, err_msg=f"step {t}")
+  assert int(state["pos"]) == 40 - 32 + 8
+
+
+def test_gpt_rejects_sequences_longer_than_block():
+  model = build_model(tiny_config("gpt", block_size=16))
+  params = model.init(jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match="block_size"):
+    model.apply(params, random_tokens((1, 17)))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bfloat16_close_to_float32(arch):
+  cfg = tiny_config(arch)
+  model32, model16 = build_model(cfg), build_model(cfg.replace(dtype="bfloat16"))
+  params = model32.init(jax.random.PRNGKey(0))
+  tokens = random_tokens((2, 32))
+  logits32 = jax.jit(model32.apply)(params, tokens)
+  logits16 = jax.jit(model16.apply)(params, tokens)
+  assert logits16.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(logits16)))
+  assert float(jnp.max(jnp.abs(logits16 - logits32))) < 0.1 * float(jnp.max(jnp.abs(logits32)))
+  assert not np.array_equal(logits16, logits32)  # bf16 compute did happen
+  state = model16.init_decode_state(2, 8)
+  step_logits, _ = jax.jit(model16.decode_step)(params, state, tokens[:, 0])
+  np.testing.assert_allclose(step_logits, logits16[:, 0], atol=0.05)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_dropout_only_in_training(arch):
+  model = build_model(tiny_config(arch, dropout=0.5))
+  params = model.init(jax.random.PRNGKey(0))
+  tokens = random_tokens((2, 16))
+  apply = jax.jit(model.apply, static_argnames="train")
+  eval_logits = apply(params, tokens)
+  np.testing.assert_array_equal(eval_logits, apply(params, tokens))
+  train_a = apply(params, tokens, train=True, dropout_rng=jax.random.PRNGKey(1))
+  train_b = apply(params, tokens, train=True, dropout_rng=jax.random.PRNGKey(2))
+  assert float(jnp.max(jnp.abs(train_a - eval_logits))) > 1e-3
+  assert float(jnp.max(jnp.abs(train_a - train_b))) > 1e-3
+  with pytest.raises(ValueError, match="dropout_rng"):
+    model.apply(params, tokens, train=True)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_num_params_equals_real_param_tree(arch):
+  for cfg in [tiny_config(arch), tiny_config(arch, n_layer=3, d_model=48, vocab_size=99)]:
+    model = build_model(cfg)
+    assert count_params(model.init(jax.random.PRNGKey(0))) == cfg.num_params()
+
+
+@pytest.mark.parametrize("table", ["A", "B"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_table_counts_match_param_shapes(arch, table):
+  for size in size_names(arch, table):
+    cfg = get_config(arch, size, vocab_size=99, table=table)
+    shapes = jax.eval_shape(build_model(cfg).init, jax.random.PRNGKey(0))
+    assert count_params(shapes) == cfg.num_params(), (arch, table, size)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_table_a_counts_match_published_within_1_percent(arch):
+  published = PUBLISHED_PARAMS["A"][arch]
+  assert list(published) == size_names(arch, "A")
+  for size, count in published.items():
+    n = get_config(arch, size, vocab_size=99, table="A").num_params()
+    assert abs(n - count) <= 0.01 * count, (size, n, count)
+  if arch == "lstm":  # these four are published to the parameter
+    assert [get_config("lstm", s, vocab_size=99).num_params() for s in published] == list(
+        published.values())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_table_b_published_sizes_within_5_percent(arch):
+  published = PUBLISHED_PARAMS["B"][arch]
+  assert published
+  for size, count in published.items():
+    n = get_config(arch, size, vocab_size=99, table="B").num_params()
+    assert abs(n - count) <= 0.05 * count, (size, n, count)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_table_b_steps_geometrically(arch):
+  counts = [get_config(arch, s, vocab_size=99, table="B").num_params()
+            for s in size_names(arch, "B")]
+  ratios = np.array(counts[1:]) / np.array(counts[:-1])
+  assert np.all(ratios > 1.0)
+  # the chosen sizes (all but large->xl, fixed by the write-up) step within 20% of each other
+  steps = ratios[:3]
+  assert steps.max() / steps.min() < 1.2, ratios
+
+
+def test_published_table_b_shapes():
+  gpt = SIZE_TABLES["B"]["gpt"]
+  assert (gpt["tiny"]["n_layer"], gpt["tiny"]["n_head"]) == (3, 3)
+  assert (gpt["large"]["n_layer"], gpt["large"]["n_head"]) == (8, 12)
+  assert (gpt["xl"]["n_layer"], gpt["xl"]["n_head"]) == (12, 12)
+  assert SIZE_TABLES["B"]["lstm"]["large"] == {"n_layer": 5, "d_model": 1024, "n_head": 0}
+
+
+def test_flops_per_token_formula():
+  cfg = get_config("gpt", "tiny", vocab_size=99)  # 2 layers, d 192, block 256
+  d, n_layer, vocab, block = 192, 2, 99, 256
+  non_emb = n_layer * (12 * d * d + 9 * d) + 2 * d
+  assert cfg.num_non_embedding_params() == non_emb
+  assert cfg.num_params() == non_emb + vocab * d + block * d
+  assert cfg.flops_per_token() == 6 * non_emb + 6 * d * vocab + 6 * n_layer * block * d
+  lstm = get_config("lstm", "small", vocab_size=99)
+  assert lstm.flops_per_token() == 6 * lstm.num_non_embedding_params() + 6 * 256 * 99
+  sizes = [get_config("gpt", s, vocab_size=99).flops_per_token() for s in size_names("gpt")]
+  assert sizes == sorted(sizes)
+
+
+def test_unknown_names_raise_value_error_naming_choices():
+  with pytest.raises(ValueError, match="tiny"):
+    get_config("gpt", "huge", vocab_size=99)
+  with pytest.raises(ValueError, match="lstm"):
+    get_config("rnn", "tiny", vocab_size=99)
+  with pytest.raises(ValueError, match="'A', 'B'"):
+    get_config("gpt", "tiny", vocab_size=99, table="C")
+  with pytest.raises(ValueError, match="'A', 'B'"):
+    size_names("gpt", "C")
+  with pytest.raises(ValueError, match="xl"):
+    get_config("lstm", "xl", vocab_size=99)  # four LSTM sizes only
+  with pytest.raises(ValueError, match="unknown config fields"):
+    get_config("gpt", "tiny", vocab_size=99, n_heads=4)
+  with pytest.raises(ValueError, match="dtype"):
+    get_config("gpt", "tiny", vocab_size=99, dtype="float16")
+
+
+def test_config_round_trip_and_custom():
+  cfg = get_config("gpt", "large", vocab_size=99, table="B", dtype="bfloat16")
+  assert (cfg.n_layer, cfg.n_head, cfg.d_model, cfg.table, cfg.size) == (8, 12, 720, "B", "large")
+  assert ModelConfig(**cfg.to_dict()) == cfg
+  assert cfg.to_dict()["table"] == "B"
+  assert cfg.replace(dropout=0.1).dropout == 0.1
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    cfg.n_layer = 3  # type: ignore[misc]
+  assert get_config("gpt", "tiny", vocab_size=99, d_model=64, n_head=4).size == "custom"
+  assert get_config("gpt", "tiny", vocab_size=99, n_layer=2).size == "tiny"  # same as the table
+  custom = get_config("lstm", "custom", vocab_size=99, n_layer=2, d_model=64)
+  assert custom.size == "custom" and custom.n_head == 0
+  with pytest.raises(ValueError, match="custom"):
+    get_config("lstm", "custom", vocab_size=99, n_layer=2)
+
+
+def test_size_table_markdown():
+  for table in ["A", "B"]:
+    md = size_table_markdown(table)
+    rows = [line for line in md.splitlines() if line.startswith("| gpt") or
+            line.startswith("| lstm")]
+    assert len(rows) == 9
+    for arch in ARCHS:
+      for size in size_names(arch, table):
+        n = get_config(arch, size, vocab_size=99, table=table).num_params()
+        assert any(f"| {arch} | {size} |" in r and f"{n:,}" in r for r in rows)
+  assert "100,067,136" in size_table_markdown("A")
+  assert "6,355,456" in size_table_markdown("A")
