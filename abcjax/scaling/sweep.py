@@ -1,0 +1,68 @@
+"""A scaling sweep: train each size of one family in turn, then write the family's outputs."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Callable, Sequence
+
+import jax
+from absl import logging
+
+from abcjax.scaling import report
+from abcjax.train import loop
+from abcjax.train.config import TrainConfig
+from abcjax.train.metrics import read_metrics
+
+
+def run_dir(workdir: str | pathlib.Path, arch: str, size: str) -> pathlib.Path:
+  return pathlib.Path(workdir) / arch / size
+
+
+def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], TrainConfig],
+              workdir: str | pathlib.Path, *, preset: str) -> list[dict[str, Any]]:
+  """Trains every size (finished ones are skipped, partial ones resume); writes the outputs."""
+  rows = []
+  for size in sizes:
+    cfg = config_for(size)
+    path = run_dir(workdir, arch, size)
+    if (path / loop.RESULTS_FILE).exists():
+      logging.info("%s %s: finished before, skipped", arch, size)
+      print(f"[{arch} {size}] finished before in {path}: skipped", flush=True)
+    else:
+      print(f"[{arch} {size}] training in {path}", flush=True)
+    results = loop.train(cfg, path)
+    rows.append(report.result_row(results))
+  if jax.process_index() == 0:
+    write_outputs(arch, rows, workdir, table=config_for(sizes[0]).table, preset=preset)
+  return rows
+
+
+def write_outputs(arch: str, rows: list[dict[str, Any]], workdir: str | pathlib.Path, *,
+                  table: str, preset: str) -> dict[str, pathlib.Path]:
+  """results CSV, training curves, loss-vs-params with the fits, and the summary text."""
+  out = pathlib.Path(workdir) / arch
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {
+      "csv": out / f"{arch}_results.csv",
+      "curves": out / f"{arch}_training_curves.png",
+      "fit_plot": out / f"{arch}_loss_vs_params.png",
+      "summary": out / f"{arch}_summary.txt",
+      "fit_json": out / f"{arch}_fit.json",
+  }
+  report.write_results_csv(rows, paths["csv"])
+  curves = {r["size"]: read_metrics(run_dir(workdir, arch, r["size"])) for r in rows}
+  title = f"{arch.upper()} on ABC (table {table}, preset {preset})"
+  report.plot_training_curves(curves, paths["curves"], title)
+  simple, saturating = report.fits(rows)
+  report.plot_loss_vs_params(rows, paths["fit_plot"], arch, title)
+  text = report.summary_text(arch, table, rows, simple, saturating, preset=preset)
+  paths["summary"].write_text(text)
+  paths["fit_json"].write_text(json.dumps({
+      "arch": arch, "size_table": table, "preset": preset,
+      "power_law": simple.__dict__ if simple else None,
+      "saturating_power_law": saturating.__dict__ if saturating else None,
+  }, indent=2, default=float) + "\n")
+  print(text, flush=True)
+  return paths
+

@@ -1,0 +1,64 @@
+"""Orbax checkpoints of a run: the latest state (with the data iterator), the best and the final.
+
+A work folder holds:
+  checkpoints/latest/<step>/  state + data iterator state + progress, every checkpoint_every steps
+  checkpoints/best/<step>/    state + progress at the best validation loss so far
+  checkpoints/final/<step>/   state + progress at the end of training
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+KINDS = ("latest", "best", "final")
+
+
+class Checkpoints:
+  """One orbax CheckpointManager per kind, all in <workdir>/checkpoints."""
+
+  def __init__(self, workdir: str | pathlib.Path):
+    root = pathlib.Path(workdir).absolute() / "checkpoints"
+    keep = {"latest": 2, "best": 1, "final": 1}
+    self._managers = {
+        kind: ocp.CheckpointManager(
+            root / kind,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep[kind], create=True))
+        for kind in KINDS
+    }
+
+  def latest_step(self, kind: str = "latest") -> int | None:
+    return self._managers[kind].latest_step()
+
+  def save(self, kind: str, step: int, state: Any, *, progress: dict[str, Any],
+           data_state: dict[str, Any] | None = None) -> None:
+    items = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(progress)}
+    if data_state is not None:
+      items["data"] = ocp.args.JsonSave(data_state)
+    self._managers[kind].save(step, args=ocp.args.Composite(**items), force=True)
+
+  def restore(self, kind: str, abstract_state: Any, *, step: int | None = None,
+              with_data: bool = False) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """(state, progress, data iterator state or None) of the given (default: newest) step.
+
+    abstract_state is a pytree of jax.ShapeDtypeStruct whose shardings say where arrays land.
+    """
+    manager = self._managers[kind]
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no '{kind}' checkpoint in {manager.directory}")
+    items = {"state": ocp.args.StandardRestore(abstract_state), "progress": ocp.args.JsonRestore()}
+    if with_data:
+      items["data"] = ocp.args.JsonRestore()
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    return restored["state"], restored["progress"], restored["data"] if with_data else None
+
+  def wait(self) -> None:
+    for manager in self._managers.values():
+      manager.wait_until_finished()
+
+  def close(self) -> None:
+    for manager in self._managers.values():
+      manager.close()

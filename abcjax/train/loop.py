@@ -1,0 +1,367 @@
+"""The training loop shared by every experiment: budgeted, evaluated, logged, checkpointed, resumable."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import signal
+import time
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from absl import logging
+
+from abcjax.data import corpus, loader
+from abcjax.models.configs import ModelConfig, get_config
+from abcjax.models.model import build_model
+from abcjax.train import checkpoint, hardware, metrics, step as step_lib
+from abcjax.train.config import TrainConfig, config_mismatch, write_json
+from abcjax.train.optimizer import make_optimizer
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+NATS_TO_BITS = 1.0 / math.log(2.0)
+
+
+class TrainingDiverged(FloatingPointError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ConfigMismatch(ValueError):
+  """The work folder belongs to a run with another configuration."""
+
+
+def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
+  """The model of a run: the size table's shape, its width scaled by cfg.width_scale."""
+  mc = get_config(cfg.arch, cfg.size, vocab_size=vocab_size, table=cfg.table,
+                  block_size=cfg.block_size, dtype=cfg.dtype, dropout=cfg.dropout)
+  if cfg.width_scale != 1.0:
+    # GPT widths stay divisible by the head count; LSTM widths by 8.
+    unit = mc.n_head if cfg.arch == "gpt" else 8
+    width = max(unit, int(round(mc.d_model * cfg.width_scale / unit)) * unit)
+    mc = mc.replace(d_model=width)
+  return mc
+
+
+def check_workdir(workdir: pathlib.Path, cfg: TrainConfig) -> None:
+  """Refuses a work folder written by another config, naming the fields that differ."""
+  path = workdir / CONFIG_FILE
+  if not path.exists():
+    return
+  saved = json.loads(path.read_text()).get("train", {})
+  diff = config_mismatch(saved, cfg)
+  if diff:
+    lines = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+    raise ConfigMismatch(
+        f"work folder {workdir} belongs to a run with another config ({lines}). "
+        "Use a new --workdir, or delete that folder to start over.")
+
+
+class _StopRequest:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (preemption-safe)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: signals stay as they are.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    if self.requested:  # A second signal stops at once.
+      raise KeyboardInterrupt
+    logging.warning("signal %d: saving a checkpoint and stopping after this step", signum)
+    self.requested = True
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+class Trainer:
+  """Everything one run needs, built once: data, model, optimizer, mesh, compiled steps."""
+
+  def __init__(self, cfg: TrainConfig, workdir: str | pathlib.Path):
+    cfg.validate()
+    self.cfg = cfg
+    self.workdir = pathlib.Path(workdir)
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    check_workdir(self.workdir, cfg)
+    self.data_dir = corpus.ensure_corpus(cfg.data_dir)
+    self.vocab = corpus.load_vocab(self.data_dir)
+    self.model_cfg = model_config(cfg, len(self.vocab))
+    self.model = build_model(self.model_cfg)
+    self.total_steps = cfg.total_steps
+    self.tx = make_optimizer(cfg, self.total_steps)
+    self.mesh = step_lib.make_mesh()
+    if cfg.batch_size % jax.device_count():
+      raise ValueError(f"--batch_size={cfg.batch_size} must be divisible by the {jax.device_count()} devices")
+    if cfg.eval_batch_size % jax.device_count():
+      raise ValueError(f"eval_batch_size={cfg.eval_batch_size} must be divisible by the "
+                       f"{jax.device_count()} devices")
+    model_key, dropout_key = jax.random.split(jax.random.key(cfg.seed))
+    self._model_key = model_key
+    self.train_step = step_lib.make_train_step(self.model, self.tx, self.mesh, dropout_key)
+    self.eval_step = step_lib.make_eval_step(self.model, self.mesh)
+    repl = step_lib.replicated(self.mesh)
+    self.abstract_state = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+        step_lib.abstract_state(self.model, self.tx))
+    self.ckpt = checkpoint.Checkpoints(self.workdir)
+    if jax.process_index() == 0:
+      write_json(self.workdir / CONFIG_FILE, self.describe())
+
+  def describe(self) -> dict[str, Any]:
+    mc = self.model_cfg
+    return {
+        "train": self.cfg.to_dict(),
+        "model": mc.to_dict(),
+        "size_table": mc.table,
+        "num_params": mc.num_params(),
+        "num_non_embedding_params": mc.num_non_embedding_params(),
+        "flops_per_token": mc.flops_per_token(),
+        "total_steps": self.total_steps,
+        "data_dir": str(self.data_dir),
+        "vocab_size": len(self.vocab),
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "device_kind": jax.devices()[0].device_kind,
+    }
+
+  # -- evaluation ---------------------------------------------------------------------------------
+
+  def evaluate(self, params, split: str) -> dict[str, float]:
+    """Mean loss over the whole split (or its first eval_max_tokens tokens), in nats and bits/char."""
+    tokens = corpus.load_split(self.data_dir, split)
+    if self.cfg.eval_max_tokens:
+      tokens = tokens[: self.cfg.eval_max_tokens + 1]
+    total, count = 0.0, 0.0
+    sums = []
+    for batch, weights in loader.eval_batches(
+        tokens, block_size=self.cfg.block_size, batch_size=self.cfg.eval_batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count()):
+      sums.append(self.eval_step(params, step_lib.global_batch(batch, self.mesh),
+                                 step_lib.global_batch(weights, self.mesh)))
+    for loss_sum, weight_sum in jax.device_get(sums):
+      total += float(loss_sum)
+      count += float(weight_sum)
+    if count == 0:
+      raise ValueError(f"the {split} split of {self.data_dir} has no tokens to evaluate")
+    loss = total / count
+    return {"loss": loss, "bpc": loss * NATS_TO_BITS, "tokens": int(count)}
+
+  # -- the loop -----------------------------------------------------------------------------------
+
+  def _restore_or_init(self):
+    """(state, progress, data iterator) from the latest checkpoint, or fresh ones."""
+    it = loader.train_iterator(
+        corpus.load_split(self.data_dir, "train"), block_size=self.cfg.block_size,
+        global_batch=self.cfg.batch_size, seed=self.cfg.seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    if self.ckpt.latest_step() is None:
+      state = step_lib.init_state(self.model, self.tx, self._model_key, self.mesh)
+      progress = {"step": 0, "elapsed_s": 0.0, "best_val_loss": None, "best_step": None,
+                  "train_loss": None}
+      return state, progress, it
+    state, progress, data_state = self.ckpt.restore("latest", self.abstract_state, with_data=True)
+    it.set_state(data_state)
+    logging.info("resumed %s at step %d", self.workdir, progress["step"])
+    return state, progress, it
+
+  def _save(self, kind: str, state, progress, it=None) -> None:
+    self.ckpt.save(kind, progress["step"], state, progress=progress,
+                   data_state=it.get_state() if it is not None else None)
+
+  def run(self, max_steps: int | None = None) -> dict[str, Any]:
+    """Trains to the budget (or max_steps more steps, then checkpoints and returns)."""
+    cfg = self.cfg
+    if (self.workdir / RESULTS_FILE).exists() and self.ckpt.latest_step("final") is not None:
+      return json.loads((self.workdir / RESULTS_FILE).read_text())
+    state, progress, it = self._restore_or_init()
+    start_step = progress["step"]
+    writer = (metrics.MetricsWriter(self.workdir, resume_step=start_step)
+              if jax.process_index() == 0 else metrics.NullWriter())
+    stop_at = self.total_steps if max_steps is None else min(self.total_steps, start_step + max_steps)
+    peak, peak_source = hardware.peak_flops_per_device(cfg.dtype)
+    flops_per_step = self.model_cfg.flops_per_token() * cfg.tokens_per_step
+    bar = _progress_bar(cfg.progress and jax.process_index() == 0, start_step, self.total_steps)
+
+    interval_losses: list[float] = []
+    interval_start = time.perf_counter()
+    interval_steps = 0
+    run_start = time.perf_counter() - progress["elapsed_s"]
+    pending = None  # (step, metrics) of the step dispatched last: pulled after the next dispatch.
+
+    def pull(pending_metrics) -> dict[str, float]:
+      step_no, m = pending_metrics
+      host = {k: float(v) for k, v in jax.device_get(m).items()}
+      if not math.isfinite(host["loss"]):
+        raise TrainingDiverged(
+            f"loss is {host['loss']} at step {step_no} of {self.workdir}; the last good checkpoint "
+            f"(step {self.ckpt.latest_step()}) is kept. Lower --lr or raise warmup, then rerun "
+            "in a new work folder (or in this one to resume from that checkpoint).")
+      return host
+
+    last = {}
+    with _StopRequest() as stop:
+      step_no = start_step
+      while step_no < stop_at:
+        batch = step_lib.global_batch(next(it), self.mesh)
+        state, m = self.train_step(state, batch)
+        step_no += 1
+        if pending is not None:
+          last = pull(pending)
+          interval_losses.append(last["loss"])
+        pending = (step_no, m)
+        interval_steps += 1
+
+        boundary = step_no == stop_at or stop.requested
+        log_now = step_no % cfg.log_every == 0 or boundary
+        eval_now = (cfg.eval_every and step_no % cfg.eval_every == 0) or step_no == self.total_steps
+        ckpt_now = (cfg.checkpoint_every and step_no % cfg.checkpoint_every == 0) or boundary
+        if not (log_now or eval_now or ckpt_now):
+          if bar is not None:
+            bar.update(1)
+          continue
+
+        # Sync point: everything up to this step is finished and finite before it is recorded.
+        last = pull(pending)
+        interval_losses.append(last["loss"])
+        pending = None
+        now = time.perf_counter()
+        dt = now - interval_start
+        tokens_per_s = interval_steps * cfg.tokens_per_step / dt if dt > 0 else 0.0
+        progress["step"] = step_no
+        progress["elapsed_s"] = now - run_start
+        progress["train_loss"] = float(np.mean(interval_losses))
+        record = {
+            "step": step_no, "tokens": step_no * cfg.tokens_per_step,
+            "train_loss": progress["train_loss"], "lr": last["lr"], "grad_norm": last["grad_norm"],
+            "tokens_per_s": tokens_per_s,
+            "mfu": tokens_per_s / cfg.tokens_per_step * flops_per_step / (peak * jax.device_count()),
+            "elapsed_s": progress["elapsed_s"], "peak_memory_bytes": hardware.peak_memory_bytes()[0],
+        }
+        if eval_now:
+          val = self.evaluate(state.params, "val")
+          record.update(val_loss=val["loss"], val_bpc=val["bpc"])
+          if progress["best_val_loss"] is None or val["loss"] < progress["best_val_loss"]:
+            progress["best_val_loss"], progress["best_step"] = val["loss"], step_no
+            self._save("best", state, progress)
+        writer.write(record)
+        if bar is not None:
+          bar.update(1)
+          bar.set_postfix(loss=f"{progress['train_loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}",
+                          **({"val": f"{record['val_loss']:.3f}"} if eval_now else {}))
+        if ckpt_now:
+          self._save("latest", state, progress, it)
+        interval_losses, interval_steps = [], 0
+        interval_start = time.perf_counter()
+        if stop.requested:
+          break
+
+    if bar is not None:
+      bar.close()
+    writer.close()
+    finished = progress["step"] >= self.total_steps
+    result = None
+    if finished:
+      result = self._finish(state, progress, peak, peak_source)
+    self.ckpt.wait()
+    return result if finished else {"finished": False, **progress}
+
+  def _finish(self, state, progress, peak, peak_source) -> dict[str, Any]:
+    """Final checkpoint, test loss (final and best parameters), results.json."""
+    self._save("final", state, progress)
+    final_test = self.evaluate(state.params, "test")
+    best_state, _, _ = self.ckpt.restore("best", self.abstract_state)
+    best_test = self.evaluate(best_state.params, "test")
+    wall = progress["elapsed_s"]
+    tokens = progress["step"] * self.cfg.tokens_per_step
+    mc = self.model_cfg
+    records = metrics.read_metrics(self.workdir)
+    steady = [r["tokens_per_s"] for r in records[1:]] or [r["tokens_per_s"] for r in records]
+    tokens_per_s = float(np.median(steady)) if steady else tokens / wall
+    results = {
+        "finished": True,
+        "arch": self.cfg.arch, "size": self.cfg.size, "size_table": mc.table,
+        "n_layer": mc.n_layer, "n_head": mc.n_head, "d_model": mc.d_model,
+        "params": mc.num_params(), "non_embedding_params": mc.num_non_embedding_params(),
+        "tokens": tokens, "steps": progress["step"],
+        "final_train_loss": progress["train_loss"],
+        "best_val_loss": progress["best_val_loss"], "best_step": progress["best_step"],
+        "best_val_bpc": progress["best_val_loss"] * NATS_TO_BITS,
+        "test_loss": best_test["loss"], "test_bpc": best_test["bpc"],
+        "final_test_loss": final_test["loss"],
+        "wall_time_s": wall, "tokens_per_s": tokens_per_s,
+        "peak_memory_bytes": hardware.peak_memory_bytes()[0],
+        "peak_memory_source": hardware.peak_memory_bytes()[1],
+        "mfu": tokens_per_s * mc.flops_per_token() / (peak * jax.device_count()),
+        "peak_flops_source": peak_source,
+        "device_kind": jax.devices()[0].device_kind, "devices": jax.device_count(),
+    }
+    if jax.process_index() == 0:
+      write_json(self.workdir / RESULTS_FILE, results)
+    return results
+
+
+def _progress_bar(enabled: bool, start: int, total: int):
+  if not enabled:
+    return None
+  from tqdm import tqdm
+  return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, smoothing=0.1)
+
+
+def train(cfg: TrainConfig, workdir: str | pathlib.Path, *, max_steps: int | None = None) -> dict[str, Any]:
+  """Trains one run in workdir, resuming it if it was started before; returns its results."""
+  trainer = Trainer(cfg, workdir)
+  try:
+    return trainer.run(max_steps=max_steps)
+  finally:
+    trainer.ckpt.close()
+
+
+class TrainedModel(NamedTuple):
+  model: Any
+  params: Any
+  vocab: Any
+  config: TrainConfig
+  data_dir: pathlib.Path
+  step: int
+  progress: dict[str, Any]
+
+
+def load_trained(workdir: str | pathlib.Path, which: str = "best") -> TrainedModel:
+  """The model, parameters and vocabulary of a run's best, final or latest checkpoint."""
+  workdir = pathlib.Path(workdir)
+  if which not in checkpoint.KINDS:
+    raise ValueError(f"checkpoint must be one of {checkpoint.KINDS}, got {which!r}")
+  config_path = workdir / CONFIG_FILE
+  if not config_path.exists():
+    raise FileNotFoundError(
+        f"{workdir} holds no trained run ({CONFIG_FILE} missing); train one first, e.g. "
+        "python -m experiments.best_model --workdir=...")
+  saved = json.loads(config_path.read_text())
+  cfg = TrainConfig.from_dict(saved["train"])
+  data_dir = pathlib.Path(saved.get("data_dir") or corpus.ensure_corpus(cfg.data_dir))
+  vocab = corpus.load_vocab(data_dir)
+  model = build_model(model_config(cfg, len(vocab)))
+  tx = make_optimizer(cfg, cfg.total_steps)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          step_lib.abstract_state(model, tx))
+  ckpt = checkpoint.Checkpoints(workdir)
+  try:
+    if ckpt.latest_step(which) is None:
+      raise FileNotFoundError(f"{workdir} has no '{which}' checkpoint yet (steps saved: "
+                              f"{ {k: ckpt.latest_step(k) for k in checkpoint.KINDS} })")
+    state, progress, _ = ckpt.restore(which, abstract)
+  finally:
+    ckpt.close()
+  return TrainedModel(model, state.params, vocab, cfg, data_dir, int(progress["step"]), progress)

@@ -1,0 +1,41 @@
+"""Named recipes: the study's ("paper") and a scaled-down one for machines without a GPU ("cpu").
+
+A preset gives the TrainConfig of one (arch, size); flags then override any field by name.
+"""
+
+from __future__ import annotations
+
+from abcjax.train.config import TrainConfig
+
+PRESETS = ("paper", "cpu")
+
+# The study's recipe for every scaling run: 100M tokens, block 256, batch 64, AdamW 3e-4.
+PAPER = TrainConfig(tokens=100_000_000, block_size=256, batch_size=64, lr=3e-4, weight_decay=0.1,
+                    b1=0.9, b2=0.95, grad_clip=1.0, warmup_frac=0.05, schedule="cosine",
+                    eval_every=1000, checkpoint_every=1000, log_every=100)
+
+# The CPU preset keeps each family's layers and heads, shrinks every width by the same factor and
+# trains on a budget that the whole sweep fits in about 20 minutes on 2 cores. Small models are
+# given a higher learning rate, as is usual at these widths (all sizes share the schedule shape).
+CPU = PAPER.replace(tokens=1_600_000, batch_size=32, block_size=256, width_scale=0.25,
+                    eval_every=100, checkpoint_every=100, log_every=10, warmup_frac=0.05)
+CPU_LR = {
+    "gpt": {"tiny": 3e-3, "small": 2.5e-3, "medium": 2e-3, "large": 1.5e-3, "xl": 1.2e-3},
+    "lstm": {"tiny": 6e-3, "small": 5e-3, "medium": 4e-3, "large": 3e-3},
+}
+
+# The best model trains several epochs of a larger budget (the study: 5 epochs of 200M tokens).
+BEST_PAPER = PAPER.replace(tokens=200_000_000, epochs=5.0, eval_every=2000, checkpoint_every=2000)
+BEST_CPU = CPU.replace(tokens=4_000_000, epochs=2.0, eval_every=200, checkpoint_every=200, log_every=20)
+
+
+def preset_config(preset: str, arch: str, size: str, *, best_model: bool = False,
+                  table: str = "A") -> TrainConfig:
+  if preset not in PRESETS:
+    raise ValueError(f"--preset must be one of {PRESETS}, got {preset!r}")
+  if preset == "paper":
+    base = BEST_PAPER if best_model else PAPER
+    return base.replace(arch=arch, size=size, table=table)
+  base = BEST_CPU if best_model else CPU
+  lr = CPU_LR.get(arch, {}).get(size, base.lr)
+  return base.replace(arch=arch, size=size, table=table, lr=lr)

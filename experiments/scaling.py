@@ -1,0 +1,46 @@
+r"""Parts 2 and 3: train every size of a family on the same token budget, fit L = a·N^-α.
+
+  python -m experiments.scaling --arch=gpt --sizes=tiny,small,medium,large,xl
+  python -m experiments.scaling --arch=lstm --sizes=tiny,small,medium,large
+  python -m experiments.scaling --arch=gpt --preset=cpu   # the laptop sweep (~20 min on 2 cores);
+                                                         # --preset=auto (default) picks it without a GPU
+
+Outputs go to <workdir>/<arch>/: results CSV, training curves, loss-vs-params fit, summary. With
+--compare, the Transformer-vs-LSTM comparison is written too once both families have results.
+"""
+
+from absl import app, flags
+
+from abcjax.models import size_names
+from abcjax.scaling import compare, sweep
+from abcjax.train.presets import preset_config
+from experiments import common
+
+ARCH = flags.DEFINE_enum("arch", "gpt", ["gpt", "lstm"], "Model family.")
+SIZES = flags.DEFINE_list("sizes", None, "Comma-separated sizes (default: every size of the family).")
+WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "Folder of the sweep; one subfolder per arch/size.")
+COMPARE = flags.DEFINE_bool("compare", True, "Also write the GPT-vs-LSTM comparison when both have results.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  common.start_distributed()
+  arch, table = ARCH.value, common.TABLE.value
+  valid = size_names(arch, table)
+  sizes = SIZES.value or valid
+  unknown = [s for s in sizes if s not in valid]
+  if unknown:
+    raise app.UsageError(f"--sizes: unknown {arch} sizes {unknown}; table {table} has {valid}")
+  preset = common.preset()
+
+  def config_for(size):
+    return common.finish_config(preset_config(preset, arch, size, table=table))
+
+  sweep.run_sweep(arch, sizes, config_for, WORKDIR.value, preset=preset)
+  if COMPARE.value:
+    compare.maybe_compare(WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

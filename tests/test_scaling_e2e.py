@@ -1,0 +1,47 @@
+import csv
+import pathlib
+import subprocess
+import sys
+
+from tests.tiny_corpus import build_tiny_corpus
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+OUTPUTS = ("{a}_results.csv", "{a}_training_curves.png", "{a}_loss_vs_params.png", "{a}_summary.txt",
+           "{a}_fit.json")
+
+
+def scaling(workdir, data_dir, arch, sizes):
+  cmd = [sys.executable, "-m", "experiments.scaling", f"--arch={arch}", f"--sizes={sizes}",
+         "--preset=cpu", f"--workdir={workdir}", f"--data_dir={data_dir}", "--tokens=16384",
+         "--batch_size=8", "--set=block_size=64", "--set=eval_every=8", "--set=log_every=4",
+         "--set=width_scale=0.125", "--set=progress=false"]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path):
+  data_dir = build_tiny_corpus(tmp_path)
+  work = tmp_path / "sweep"
+  out = scaling(work, data_dir, "gpt", "tiny,small")
+  assert "[gpt tiny] training" in out and "preset=cpu" in out
+  for pattern in OUTPUTS:
+    assert (work / "gpt" / pattern.format(a="gpt")).stat().st_size > 0
+  with open(work / "gpt" / "gpt_results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["size"] for r in rows] == ["tiny", "small"]
+  assert float(rows[0]["params"]) < float(rows[1]["params"])
+  for row in rows:
+    assert float(row["tokens"]) == 16384 and 0 < float(row["best_val_loss"]) < 5
+  summary = (work / "gpt" / "gpt_summary.txt").read_text()
+  assert "size_table=A" in summary and "L = " in summary
+
+  again = scaling(work, data_dir, "gpt", "tiny,small")
+  assert "[gpt tiny] finished before" in again and "[gpt small] finished before" in again
+
+  scaling(work, data_dir, "lstm", "tiny,small")
+  for name in ("compare_summary.txt", "compare_val_loss_vs_params.png",
+               "compare_wall_time_vs_params.png", "compare_memory_vs_params.png"):
+    assert (work / "compare" / name).stat().st_size > 0
+  table = (work / "compare" / "compare_summary.txt").read_text()
+  assert table.count("\ngpt") == 1 and table.count("\nlstm") == 1

@@ -1,0 +1,125 @@
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from abcjax.train import loop
+from abcjax.train.config import TrainConfig
+from tests.tiny_corpus import build_tiny_corpus
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return build_tiny_corpus(tmp_path_factory.mktemp("tiny"))
+
+
+def tiny_config(data_dir, arch="gpt", **changes) -> TrainConfig:
+  base = TrainConfig(arch=arch, size="tiny", data_dir=str(data_dir), block_size=32, batch_size=8,
+                     tokens=24 * 8 * 32, lr=3e-3, warmup_frac=0.1, width_scale=1 / 6 if arch == "gpt" else 0.25,
+                     eval_every=12, eval_batch_size=8, log_every=1, checkpoint_every=6, progress=False)
+  return base.replace(**changes)
+
+
+def read_losses(workdir):
+  with open(pathlib.Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line)["train_loss"] for line in f]
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm"])
+def test_loss_falls(data_dir, tmp_path, arch):
+  results = loop.train(tiny_config(data_dir, arch), tmp_path / arch)
+  losses = read_losses(tmp_path / arch)
+  assert len(losses) == 24
+  assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.3
+  assert results["finished"] and results["steps"] == 24
+  assert results["best_val_loss"] < math.log(60)
+  assert results["test_bpc"] == pytest.approx(results["test_loss"] / math.log(2))
+  for name in ("config.json", "results.json", "metrics.jsonl"):
+    assert (tmp_path / arch / name).exists()
+  assert list((tmp_path / arch / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_is_bit_for_bit(data_dir, tmp_path):
+  cfg = tiny_config(data_dir, dropout=0.1)
+  loop.train(cfg, tmp_path / "straight")
+  first = loop.train(cfg, tmp_path / "resumed", max_steps=12)
+  assert first["finished"] is False and first["step"] == 12
+  loop.train(cfg, tmp_path / "resumed")
+  assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "resumed")
+  a = loop.load_trained(tmp_path / "straight", "final")
+  b = loop.load_trained(tmp_path / "resumed", "final")
+  assert a.step == b.step == 24
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # The optimizer state too: the latest checkpoints of both runs hold identical states.
+  trainer_a, trainer_b = loop.Trainer(cfg, tmp_path / "straight"), loop.Trainer(cfg, tmp_path / "resumed")
+  sa = trainer_a.ckpt.restore("latest", trainer_a.abstract_state)[0]
+  sb = trainer_b.ckpt.restore("latest", trainer_b.abstract_state)[0]
+  for x, y in zip(jax.tree.leaves(sa.opt_state), jax.tree.leaves(sb.opt_state)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  trainer_a.ckpt.close()
+  trainer_b.ckpt.close()
+
+
+def test_finished_run_is_not_retrained(data_dir, tmp_path):
+  cfg = tiny_config(data_dir, tokens=6 * 8 * 32)
+  first = loop.train(cfg, tmp_path)
+  mtime = (tmp_path / "metrics.jsonl").stat().st_mtime_ns
+  assert loop.train(cfg, tmp_path) == first
+  assert (tmp_path / "metrics.jsonl").stat().st_mtime_ns == mtime
+
+
+def test_other_config_in_same_workdir_is_refused(data_dir, tmp_path):
+  loop.train(tiny_config(data_dir, tokens=6 * 8 * 32), tmp_path)
+  with pytest.raises(loop.ConfigMismatch, match=r"lr: saved 0.003 vs now 0.01"):
+    loop.train(tiny_config(data_dir, tokens=6 * 8 * 32, lr=1e-2), tmp_path)
+
+
+def test_divergence_stops_with_last_good_checkpoint(data_dir, tmp_path):
+  cfg = tiny_config(data_dir, lr=1e12, warmup_frac=0.0, grad_clip=1e30, checkpoint_every=1)
+  with pytest.raises(loop.TrainingDiverged, match="last good checkpoint"):
+    loop.train(cfg, tmp_path)
+  trainer = loop.Trainer(cfg, tmp_path)
+  step = trainer.ckpt.latest_step()
+  assert step is not None
+  state = trainer.ckpt.restore("latest", trainer.abstract_state)[0]
+  trainer.ckpt.close()
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+  losses = read_losses(tmp_path)
+  assert all(math.isfinite(l) for l in losses) and len(losses) == step
+
+
+_DEVICES_SCRIPT = """
+import json, sys
+import jax
+from abcjax.train import loop
+from abcjax.train.config import TrainConfig
+cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+res = loop.train(cfg, sys.argv[2])
+print(json.dumps({"devices": jax.device_count(), "val": res["best_val_loss"]}))
+"""
+
+
+def run_script(script, *args, devices=1):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+  out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
+                       text=True, timeout=300, cwd=REPO)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_two_devices_match_one(data_dir, tmp_path):
+  cfg = json.dumps(tiny_config(data_dir, tokens=8 * 8 * 32, eval_every=8).to_dict())
+  one = run_script(_DEVICES_SCRIPT, cfg, str(tmp_path / "one"), devices=1)
+  two = run_script(_DEVICES_SCRIPT, cfg, str(tmp_path / "two"), devices=2)
+  assert (one["devices"], two["devices"]) == (1, 2)
+  assert two["val"] == pytest.approx(one["val"], rel=1e-4)
