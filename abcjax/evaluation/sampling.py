@@ -1,0 +1,88 @@
+"""Samples from a trained model written as ABC files: unconditional, and prompted by real tunes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from abcjax.models.decode import generate
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+  num_uncond: int = 25
+  num_cond: int = 25
+  # The study sampled with top-k 5 at temperature 1.0.
+  temperature: float = 1.0
+  top_k: int = 5
+  top_p: float = 1.0
+  seed: int = 0
+  max_new_tokens: int = 1500
+  # Conditional prompts: a test tune's header and its first prompt_bars bars.
+  prompt_bars: int = 2
+
+
+def conditional_prompt(tune: str, bars: int) -> str:
+  """The header of a tune (through its K: line) and the first `bars` bars of its first body line."""
+  lines = tune.splitlines(keepends=True)
+  for i, line in enumerate(lines):
+    if line.startswith("K:"):
+      header, body = "".join(lines[: i + 1]), lines[i + 1:]
+      break
+  else:
+    raise ValueError("a prompt tune needs a K: line")
+  if not body or bars <= 0:
+    return header
+  first = body[0]
+  cut, seen = len(first), 0
+  for j, ch in enumerate(first):
+    if ch == "|":
+      seen += 1
+      if seen == bars:
+        cut = j + 1
+        break
+  return header + first[:cut]
+
+
+def write_samples(trained, out_dir: str | pathlib.Path, prompt_tunes: Sequence[str],
+                  cfg: SamplingConfig) -> list[dict[str, Any]]:
+  """Generates cfg.num_uncond + cfg.num_cond samples in one batch and writes them as .abc files.
+
+  Returns one manifest entry per file (also written to samples.json): name, kind, prompt, tokens
+  generated and whether the sample stopped at the end of its tune or ran into max_new_tokens.
+  """
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  vocab = trained.vocab
+  if cfg.num_cond and not prompt_tunes:
+    raise ValueError("conditional samples need prompt tunes (the test split is empty)")
+  rng = np.random.default_rng(cfg.seed)
+  picks = rng.choice(len(prompt_tunes), cfg.num_cond, replace=cfg.num_cond > len(prompt_tunes)) \
+      if cfg.num_cond else []
+  cond_prompts = [conditional_prompt(prompt_tunes[i], cfg.prompt_bars) for i in picks]
+  # Every sample starts right after an end-of-tune token, as tunes do in the training stream.
+  prompts = ([np.array([vocab.eot_id])] * cfg.num_uncond
+             + [np.concatenate([[vocab.eot_id], vocab.encode(p)]) for p in cond_prompts])
+  outputs = generate(trained.model, trained.params, prompts, max_new_tokens=cfg.max_new_tokens,
+                     temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed,
+                     stop_token=vocab.eot_id)
+  manifest = []
+  for i, ids in enumerate(outputs):
+    kind = "uncond" if i < cfg.num_uncond else "cond"
+    index = i if kind == "uncond" else i - cfg.num_uncond
+    prompt = "" if kind == "uncond" else cond_prompts[index]
+    text = prompt + vocab.decode(ids)
+    if not text.endswith("\n"):
+      text += "\n"
+    name = f"{kind}_{index:03d}.abc"
+    (out_dir / name).write_text(text, encoding="utf-8")
+    manifest.append({"file": name, "kind": kind, "prompt": prompt, "tokens": int(len(ids)),
+                     "stopped": bool(len(ids) < cfg.max_new_tokens)})
+  (out_dir / "samples.json").write_text(json.dumps(
+      {"sampling": dataclasses.asdict(cfg), "checkpoint_step": trained.step, "samples": manifest},
+      indent=2) + "\n")
+  return manifest

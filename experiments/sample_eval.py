@@ -1,0 +1,137 @@
+r"""Part 4: sample from the best model and evaluate the samples (syntax, MIDI, abc2midi, statistics).
+
+  python -m experiments.sample_eval                          # best checkpoint of runs/best_model
+  python -m experiments.sample_eval --checkpoint=final --temperature=0.8 --top_k=0 --top_p=0.95
+  python -m experiments.sample_eval --samples_dir=DIR        # score any folder of .abc files
+  python -m experiments.sample_eval --calibrate              # the evaluator on the real test tunes
+
+The real tunes of the test split are evaluated the same way and printed beside the samples' rates
+(the calibration baseline), unless --baseline names a summary.json to reuse or --nobaseline.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+from absl import app, flags
+
+from abcjax.data import corpus
+from abcjax.evaluation import evaluate
+from abcjax.evaluation.sampling import SamplingConfig, write_samples
+
+_DEFAULTS = SamplingConfig()
+WORKDIR = flags.DEFINE_string("workdir", "runs/best_model", "Trained run to sample from.")
+CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "final", "latest"], "Which checkpoint.")
+OUT_DIR = flags.DEFINE_string("out_dir", "runs/sample_eval", "Samples, MIDI files, CSV and summary go here.")
+NUM_UNCOND = flags.DEFINE_integer("num_uncond", _DEFAULTS.num_uncond, "Unconditional samples.")
+NUM_COND = flags.DEFINE_integer("num_cond", _DEFAULTS.num_cond, "Samples prompted by test-split tunes.")
+TEMPERATURE = flags.DEFINE_float("temperature", _DEFAULTS.temperature, "Sampling temperature (0: greedy).")
+TOP_K = flags.DEFINE_integer("top_k", _DEFAULTS.top_k, "Top-k sampling (0: off).")
+TOP_P = flags.DEFINE_float("top_p", _DEFAULTS.top_p, "Nucleus sampling (1.0: off).")
+SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Sampling seed.")
+MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", _DEFAULTS.max_new_tokens,
+                                      "Longest sample; a tune normally stops earlier at its end.")
+PROMPT_BARS = flags.DEFINE_integer("prompt_bars", _DEFAULTS.prompt_bars,
+                                   "Conditional prompts: the header and this many opening bars.")
+SAMPLES_DIR = flags.DEFINE_string("samples_dir", None, "Evaluate this folder of .abc files (no checkpoint).")
+CALIBRATE = flags.DEFINE_bool("calibrate", False, "Only evaluate real tunes (the test split, or "
+                              "--calibrate_tunes drawn from the whole corpus).")
+CALIBRATE_TUNES = flags.DEFINE_integer("calibrate_tunes", 0, "With --calibrate: draw this many tunes "
+                                       "from all splits instead of the test split.")
+DATA_DIR = flags.DEFINE_string("data_dir", None, "Corpus folder for prompts, baseline and memorization "
+                               "(default: the checkpoint's, or the embedded music21 corpus).")
+BASELINE = flags.DEFINE_string("baseline", None, "Reuse this baseline summary.json instead of evaluating "
+                               "the test split again.")
+RUN_BASELINE = flags.DEFINE_bool("run_baseline", True, "Evaluate the real test tunes as the baseline.")
+TRAIN_TEXT = flags.DEFINE_string("train_text", None, "Training text for the memorization check "
+                                 "(default: train.txt of the corpus folder).")
+REFERENCE_TUNES = flags.DEFINE_integer("reference_tunes", 2000, "Training tunes the musical statistics "
+                                       "compare against (0: skip).")
+WORKERS = flags.DEFINE_integer("workers", 2, "Worker processes for music21 and abc2midi.")
+
+
+def write_tunes(tunes, folder: pathlib.Path, prefix: str) -> list[pathlib.Path]:
+  folder.mkdir(parents=True, exist_ok=True)
+  paths = []
+  for i, tune in enumerate(tunes):
+    paths.append(folder / f"{prefix}_{i:05d}.abc")
+    paths[-1].write_text(tune, encoding="utf-8")
+  return paths
+
+
+def calibration_tunes(data_dir, count: int, seed: int) -> list[str]:
+  """The test split, or `count` tunes drawn from all splits."""
+  if not count:
+    return corpus.load_tunes(data_dir, "test")
+  tunes = [t for split in corpus.SPLITS for t in corpus.load_tunes(data_dir, split)]
+  pick = np.random.default_rng(seed).choice(len(tunes), min(count, len(tunes)), replace=False)
+  return [tunes[i] for i in sorted(pick)]
+
+
+def run_baseline(data_dir, out_dir: pathlib.Path) -> dict:
+  """Evaluates the real tunes of the test split exactly as the samples are evaluated."""
+  if BASELINE.value:
+    return json.loads(pathlib.Path(BASELINE.value).read_text())
+  files = write_tunes(corpus.load_tunes(data_dir, "test"), out_dir / "baseline" / "tunes", "real")
+  evaluate.evaluate_files(files, out_dir / "baseline", workers=WORKERS.value)
+  return json.loads((out_dir / "baseline" / "summary.json").read_text())
+
+
+def reference(data_dir) -> list[str] | None:
+  if not REFERENCE_TUNES.value:
+    return None
+  tunes = corpus.load_tunes(data_dir, "train")
+  pick = np.random.default_rng(0).choice(len(tunes), min(REFERENCE_TUNES.value, len(tunes)), replace=False)
+  return [tunes[i] for i in sorted(pick)]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  out_dir = pathlib.Path(OUT_DIR.value)
+  out_dir.mkdir(parents=True, exist_ok=True)
+
+  if CALIBRATE.value:
+    data_dir = corpus.ensure_corpus(DATA_DIR.value)
+    files = write_tunes(calibration_tunes(data_dir, CALIBRATE_TUNES.value, SEED.value),
+                        out_dir / "tunes", "real")
+    evaluate.evaluate_files(files, out_dir, workers=WORKERS.value)
+    print((out_dir / "summary.txt").read_text())
+    return
+
+  kinds = prompts = None
+  if SAMPLES_DIR.value:
+    data_dir = corpus.ensure_corpus(DATA_DIR.value)
+    files = sorted(pathlib.Path(SAMPLES_DIR.value).glob("*.abc"))
+    if not files:
+      raise app.UsageError(f"--samples_dir={SAMPLES_DIR.value}: no .abc files there")
+  else:
+    from abcjax.train import loop  # Only the checkpoint route needs the model stack.
+    trained = loop.load_trained(WORKDIR.value, CHECKPOINT.value)
+    data_dir = pathlib.Path(DATA_DIR.value) if DATA_DIR.value else trained.data_dir
+    sampling = SamplingConfig(
+        num_uncond=NUM_UNCOND.value, num_cond=NUM_COND.value, temperature=TEMPERATURE.value,
+        top_k=TOP_K.value, top_p=TOP_P.value, seed=SEED.value, max_new_tokens=MAX_NEW_TOKENS.value,
+        prompt_bars=PROMPT_BARS.value)
+    print(f"sampling {sampling.num_uncond} unconditional + {sampling.num_cond} conditional tunes from "
+          f"{WORKDIR.value} ({CHECKPOINT.value} checkpoint, step {trained.step})", flush=True)
+    manifest = write_samples(trained, out_dir / "samples", corpus.load_tunes(data_dir, "test"), sampling)
+    files = [out_dir / "samples" / m["file"] for m in manifest]
+    kinds = [m["kind"] for m in manifest]
+    prompts = [m["prompt"] for m in manifest]
+    unstopped = sum(not m["stopped"] for m in manifest)
+    if unstopped:
+      print(f"{unstopped} of {len(manifest)} samples reached --max_new_tokens before the end of "
+            "their tune", flush=True)
+
+  baseline = run_baseline(data_dir, out_dir) if RUN_BASELINE.value else None
+  train_text = pathlib.Path(TRAIN_TEXT.value or pathlib.Path(data_dir) / "train.txt").read_text(encoding="utf-8")
+  evaluate.evaluate_files(files, out_dir, kinds=kinds, prompts=prompts, train_text=train_text,
+                          reference_tunes=reference(data_dir), workers=WORKERS.value, baseline=baseline)
+  print((out_dir / "summary.txt").read_text())
+
+
+if __name__ == "__main__":
+  app.run(main)

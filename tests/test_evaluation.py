@@ -1,0 +1,303 @@
+"""Tests of abcjax.evaluation: checker, MIDI conversion, abc2midi, statistics, memorization, driver."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from abcjax.evaluation import abc_checker, evaluate, memorization, midi, music_stats
+from tests.tiny_corpus import build_tiny_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+
+VALID_TUNES = {
+    'pickup_repeats_endings': """X:1
+T:Pickup, repeats and endings
+M:6/8
+L:1/8
+K:G
+D|:G2B d2B|c2A F2D|G2B d2g|1 f2d c2D:|2 f2d g2||
+|:g|f2d c2A|B3 G2:|
+""",
+    'tuplets_chords_grace': """X:2
+T:Tuplets, chords, grace notes
+M:4/4
+L:1/8
+K:D
+(3ABc d2 [DFA]2 {g}f2|[d2f2] (3:2:3e/f/g/ a4 {ag}f2|(5ABcde d2 z2 [CEG]|[A,4E4A4] z4|]
+""",
+    'broken_rhythm_decorations': """X:3
+T:Broken rhythm, decorations, chord symbols
+M:2/4
+L:1/16
+K:Ador
+"Am"A3B c>d e<f|!trill!g4 ~e4|.A2.B2 "G"Td>>e G2|"^fine"HA8|]
+""",
+    'inline_fields_and_M_C': """X:4
+T:Inline fields, M:C, M:C|, lyrics, parts
+M:C
+K:F
+P:A
+F2 A2 c4|d2 c2 A4|[M:3/4] F2 A2 c2|[L:1/4] d c A|\\
+[M:C|][L:1/8] F4 A4|
+w:some words here
+P:B
+[K:Bb] B2 d2 f4|e2 d2 B4|]
+""",
+    'multi_bar_rest_and_default_L': """X:5
+T:Default L is 1/16 below 3/4
+M:2/4
+K:Em
+E4 F4|G8|Z2|B2A2 G2F2|E8|]
+""",
+}
+
+INVALID_TUNES = {
+    'missing_X': "T:no index\nM:4/4\nK:C\nCDEF GABc|\n",
+    'X_not_first': "T:title first\nX:1\nM:4/4\nK:C\nCDEF GABc|\n",
+    'missing_K': "X:1\nT:no key\nM:4/4\nL:1/8\nCDEF GABc|\n",
+    'bad_header_field': "X:1\nT:t\nY:unknown field\nK:C\nCDEF GABc|\n",
+    'header_after_K': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GABc|\nO:Ireland\ncdef gabc'|\n",
+    'empty_body': "X:1\nT:t\nM:4/4\nK:C\n",
+    'tokenize_error': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF G\u00a4Bc|\n",
+    'unclosed_chord': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF [GBd c2|\n",
+    'unclosed_grace': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF {ga GABc|\n",
+    'unclosed_chord_symbol': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n\"Am CDEF GABc|\n",
+    'bad_tuplet': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GA(3B|\n",
+    'bad_broken_rhythm': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n>CDEF GABc|\n",
+    'bad_meter': "X:1\nT:t\nM:3/x\nL:1/8\nK:C\nCDE|\n",
+    'bad_unit_length': "X:1\nT:t\nM:3/4\nL:0\nK:C\nCDE|\n",
+    'bad_key': "X:1\nT:t\nM:3/4\nL:1/8\nK:Q\nCDEFGA|\n",
+    'bad_note_length': "X:1\nT:t\nM:3/4\nL:1/8\nK:C\nC0DEFGA|\n",
+    # bar 3 of 5 is an eighth short: no tolerance explains it and the tune is too short for a slip
+    'bar_duration': "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nGAB cde|dcB AGF|GAB cd|edc BAG|G6|]\n",
+}
+
+
+@pytest.mark.parametrize('name', sorted(VALID_TUNES))
+def test_checker_accepts_valid_tunes(name):
+  result = abc_checker.check_tune(VALID_TUNES[name])
+  assert result.valid, result.message
+  assert result.reason == '' and result.notes > 0 and result.bars > 0
+
+
+@pytest.mark.parametrize('reason', sorted(INVALID_TUNES))
+def test_checker_rejects_with_reason(reason):
+  result = abc_checker.check_tune(INVALID_TUNES[reason])
+  assert not result.valid
+  assert result.reason == reason, result.message
+
+
+def test_checker_header_summary_and_counts():
+  result = abc_checker.check_tune(VALID_TUNES['tuplets_chords_grace'])
+  assert (result.key, result.meter, result.unit_length, result.title) == (
+      'D', '4/4', '1/8', 'Tuplets, chords, grace notes')
+  assert result.bars == 4
+
+
+def test_bar_check_is_not_vacuous():
+  good = "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nGAB cde|dcB AGF|GAB cde|edc BAG|G6|]\n"
+  assert abc_checker.check_tune(good).valid
+  long_bar = good.replace('dcB AGF', 'dcB AGFE')
+  assert abc_checker.check_tune(long_bar).reason == 'bar_duration'
+  wrong_tuplet = good.replace('GAB cde|edc', '(3GAB cde|edc')  # 2/3 of a beat short mid-tune
+  assert abc_checker.check_tune(wrong_tuplet).reason == 'bar_duration'
+  garbage = 'X:1\nT:t\nK:C\n' + 'qw#e$r%t^y&u*i(o)p' * 5
+  assert not abc_checker.check_tune(garbage).valid
+
+
+def test_bar_check_tolerances():
+  # a slip (one odd bar) is forgiven in a long tune but not with the strict rate
+  bars = ['GAB cde'] * 15 + ['GAB cd']
+  tune = 'X:1\nT:t\nM:3/4\nL:1/8\nK:G\n' + '|'.join(bars[:8]) + '|\n' + \
+      '|'.join(bars[8:]) + '|G6|]\n'
+  relaxed = abc_checker.check_tune(tune)
+  assert relaxed.valid and relaxed.irregular_bars == 1
+  assert abc_checker.check_tune(tune, irregular_bar_rate=Fraction(0)).reason == 'bar_duration'
+  # an unmarked change of meter by whole beats, and a bar carried across lines (Essen style)
+  essen = 'X:1\nT:t\nM:3/4\nL:1/8\nK:F\nAG | F2F2AB | AGG2\nFD | C2FABc | F4 | A6 |]\n'
+  result = abc_checker.check_tune(essen, irregular_bar_rate=Fraction(0))
+  assert result.valid and result.irregular_bars == 0, result.message
+
+
+def test_default_unit_length_rule():
+  assert abc_checker.default_unit_length(Fraction(2, 4)) == Fraction(1, 16)
+  assert abc_checker.default_unit_length(Fraction(3, 4)) == Fraction(1, 8)
+  assert abc_checker.parse_meter('C|') == Fraction(1) and abc_checker.parse_meter('none') is None
+
+
+def test_split_tunes():
+  text = 'X:1\nT:a\nK:C\nC|\n\nX:2\nT:b\nK:C\nD|\n'
+  assert [t.splitlines()[1] for t in abc_checker.split_tunes(text)] == ['T:a', 'T:b']
+
+
+# A real Essen tune (essenFolksong, X:613 "Wahre Freundschaft soll nicht wanken"), shrunk. Its
+# bars run across lines, so music21's reBar splits them and shares one TimeSignature object.
+QUIRK_TUNE = """X:613
+T:Wahre Freundschaft
+M:3/4
+L:1/8
+K:F
+AG | F2F2AB | AGG2
+FD | C2FABc | A2z2
+FF | d3df2ed | dcc2z2
+"""
+
+
+def test_plain_music21_fails_on_the_quirk_and_abc_to_midi_converts(tmp_path):
+  from music21 import exceptions21
+  score = midi.parse_abc(QUIRK_TUNE)
+  with pytest.raises(exceptions21.StreamException, match='already found'):
+    score.write('midi', fp=str(tmp_path / 'plain.mid'))
+  path = tmp_path / 'fixed.mid'
+  result = midi.abc_to_midi(QUIRK_TUNE, str(path))
+  assert result.converted, result.error
+  assert path.exists() and midi.count_midi_notes(str(path)) == result.notes == 27
+  assert result.duration_quarters == 20.0
+
+
+def test_abc_to_midi_writes_unexpandable_repeats_once(tmp_path):
+  # shrunk from airdsAirs "Gallway Girls": a final `::` that no `:|` closes
+  tune = 'X:1\nT:t\nM:2/4\nL:1/8\nK:Em\nefge|dBBd|E2E2::\nBcBA|Bcd2|E2E2||\n'
+  from music21 import repeat
+  with pytest.raises(repeat.ExpanderException):
+    midi.parse_abc(tune).write('midi', fp=str(tmp_path / 'plain.mid'))
+  result = midi.abc_to_midi(tune, str(tmp_path / 'fixed.mid'))
+  assert result.converted and result.notes == 19
+
+
+def test_abc_to_midi_reports_failures_and_timeouts():
+  assert not midi.abc_to_midi('X:1\nT:t\nK:C\n').converted
+  slow = midi.abc_to_midi(VALID_TUNES['pickup_repeats_endings'], None, timeout_s=1e-4)
+  assert not slow.converted and slow.error == 'timeout'
+
+
+def test_study_valid_is_weaker():
+  no_title = VALID_TUNES['pickup_repeats_endings'].replace('T:Pickup, repeats and endings\n', '')
+  assert not midi.study_valid(no_title)
+  assert midi.study_valid(VALID_TUNES['pickup_repeats_endings'])
+  assert midi.study_valid(INVALID_TUNES['bar_duration'])  # music21 accepts what we reject
+
+
+@pytest.mark.skipif(shutil.which('abc2midi') is None, reason='abc2midi not installed')
+def test_abc2midi_cross_check():
+  good = midi.abc2midi_check(VALID_TUNES['pickup_repeats_endings'])
+  assert good.available and good.ok and good.errors == []
+  bad = midi.abc2midi_check("X:1\nT:t\nM:3/4\nL:1/8\nK:G\nABc d2 e|ABC [CEG|d2 e2 f2|\n")
+  assert bad.ok is False and any(e.startswith('Error') for e in bad.errors)
+
+
+def test_abc2midi_unavailable(monkeypatch):
+  monkeypatch.setattr(midi.shutil, 'which', lambda name: None)
+  assert midi.abc2midi_check('X:1\nK:C\nC|\n') == midi.Abc2MidiResult(available=False)
+
+
+def test_tune_stats_uses_key_signature_and_bar_accidentals():
+  stats = music_stats.tune_stats('X:1\nT:t\nM:4/4\nL:1/8\nK:D\nF2 =F2 F2 c2|F8|]\n')
+  # K:D sharpens F and C; =F holds for the rest of its bar only
+  assert stats['pitch_classes'][6] == 2 and stats['pitch_classes'][5] == 2
+  assert stats['pitch_classes'][1] == 1
+  assert stats['note_lengths'] == {'1': 4, '4': 1}
+  assert (stats['key'], stats['meter']) == ('D', '4/4')
+
+
+def test_js_distance_and_compare():
+  assert music_stats.js_distance([1, 0], [1, 0]) == 0.0
+  assert music_stats.js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+  assert music_stats.js_distance({'a': 1, 'b': 1}, {'a': 1}) == pytest.approx(
+      (0.5 * 0.5 * 1 + 0.5 * 1 * __import__('math').log2(1 / 0.75)
+       + 0.5 * 0.5 * __import__('math').log2(0.5 / 0.75)) ** 0.5)
+  c_major = 'X:1\nT:t\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|]\n'
+  g_minor = 'X:1\nT:t\nM:3/4\nL:1/4\nK:Gm\nGAB|cde|]\n'
+  same = music_stats.compare([c_major], [c_major])
+  assert same['pitch_class_js'] == 0.0 and same['note_length_js'] == 0.0
+  diff = music_stats.compare([c_major], [g_minor])
+  assert diff['pitch_class_js'] > 0.3 and diff['meter_js'] == pytest.approx(1.0)
+  assert diff['samples']['keys'] == {'C': 1.0} and diff['reference']['keys'] == {'Gm': 1.0}
+
+
+def test_suffix_array_matches_sorting():
+  text = 'mississippi$abcab'
+  codes = memorization.np.array([ord(c) for c in text])
+  expected = sorted(range(len(text)), key=lambda i: text[i:])
+  assert list(memorization.suffix_array(codes)) == expected
+
+
+def test_memorization_longest_run_and_line_copy():
+  train = ('X:1\nT:a\nK:G\nGABc dedB|dedB dedB|c2ec B2dB|\n'
+           'X:2\nT:b\nK:D\nfaaf gfed|cdec BAGF|\n')
+  index = memorization.TrainingIndex(train)
+  sample = 'X:9\nT:new\nK:G\nzzzz cdec BAGF| qq\n'
+  length, run = index.longest_shared_run(sample)
+  assert run == 'cdec BAGF|' and length == 10
+  assert not index.copies_a_line(sample)  # 'cdec BAGF|' alone is under the line-length bar
+  copied = 'X:9\nT:new\nK:G\nGABc dedB|dedB dedB|c2ec B2dB|\n'
+  assert index.copies_a_line(copied)
+  assert index.longest_shared_run(copied)[0] >= len('\nK:G\nGABc dedB|dedB dedB|c2ec B2dB|\n')
+  assert index.longest_shared_run('\u00a4\u00a4')[0] == 0
+
+
+def _write_samples(folder: Path):
+  folder.mkdir()
+  (folder / 'uncond_0.abc').write_text(VALID_TUNES['pickup_repeats_endings'])
+  (folder / 'uncond_1.abc').write_text(INVALID_TUNES['unclosed_chord'])
+  (folder / 'cond_0.abc').write_text(QUIRK_TUNE)
+  (folder / 'other.abc').write_text(VALID_TUNES['tuplets_chords_grace'] + '\n' +
+                                    INVALID_TUNES['bar_duration'])
+  (folder / 'train.txt').write_text(VALID_TUNES['pickup_repeats_endings'] + QUIRK_TUNE)
+
+
+def test_sample_eval_end_to_end(tmp_path):
+  samples = tmp_path / 'samples'
+  _write_samples(samples)
+  out = tmp_path / 'out'
+  subprocess.run([sys.executable, '-m', 'experiments.sample_eval', f'--samples_dir={samples}',
+                  f'--out_dir={out}', '--workers=2', f'--train_text={samples / "train.txt"}',
+                  '--reference_tunes=50', f'--data_dir={build_tiny_corpus(tmp_path)}',
+                  '--norun_baseline'], check=True, cwd=REPO, capture_output=True, timeout=240)
+  for name in ('results.csv', 'summary.json', 'summary.txt'):
+    assert (out / name).exists()
+  with open(out / 'results.csv', newline='') as f:
+    reader = csv.reader(f)
+    header = next(reader)
+  assert header[:10] == ['file', 'kind', 'prompt', 'valid', 'reason', 'converted', 'error',
+                         'notes', 'bars', 'seconds']
+  rows = evaluate.read_results(out / 'results.csv')
+  assert [r['file'] for r in rows] == ['cond_0.abc', 'other.abc#0', 'other.abc#1',
+                                      'uncond_0.abc', 'uncond_1.abc']
+  assert [r['kind'] for r in rows] == ['cond', 'file', 'file', 'uncond', 'uncond']
+  assert [r['valid'] for r in rows] == [True, True, False, True, False]
+  for row in rows:
+    stem = row['file'].replace('.abc#', '_').replace('.abc', '')
+    assert (out / 'midi' / f'{stem}.mid').exists() == row['converted']
+  summary = json.loads((out / 'summary.json').read_text())
+  recomputed = evaluate.summarize(rows)
+  for key in ('tunes', 'valid_pct', 'converted_pct', 'converted_of_valid_pct',
+              'study_valid_pct', 'abc2midi_agreement_pct', 'reasons'):
+    assert summary[key] == recomputed[key]
+  assert summary['valid_pct'] == 60.0
+  assert summary['per_kind']['uncond']['valid_pct'] == 50.0
+  assert summary['reasons'] == {'unclosed_chord': 1, 'bar_duration': 1}
+  assert summary['memorization']['copies_line_pct'] == 40.0
+  assert 0 <= summary['music_stats']['pitch_class_js'] <= 1
+  assert 'valid_pct' in (out / 'summary.txt').read_text()
+
+
+def test_summary_with_baseline():
+  rows = [{'file': 'a', 'kind': 'uncond', 'valid': True, 'converted': True, 'study_valid': True,
+           'strict_valid': True, 'abc2midi_ok': True, 'reason': '', 'error': '',
+           'longest_shared_run': '', 'copies_line': ''},
+          {'file': 'b', 'kind': 'cond', 'valid': False, 'converted': True, 'study_valid': True,
+           'strict_valid': False, 'abc2midi_ok': True, 'reason': 'bar_duration', 'error': '',
+           'longest_shared_run': '', 'copies_line': ''}]
+  summary = evaluate.summarize(rows, baseline={'valid_pct': 99.2})
+  assert summary['valid_pct'] == 50.0 and summary['converted_of_valid_pct'] == 100.0
+  assert summary['abc2midi_agreement_pct'] == 50.0
+  assert summary['per_kind']['cond']['valid_pct'] == 0.0
+  text = evaluate.summary_text(summary)
+  assert 'baseline (real)' in text and '99.2' in text
