@@ -37,7 +37,15 @@ def preset() -> str:
   return chosen
 
 
+def quiet_library_logs() -> None:
+  """Keeps orbax's and JAX's INFO chatter off the console unless --verbosity was given."""
+  from absl import logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def start_distributed() -> None:
+  quiet_library_logs()
   distributed.initialize(DISTRIBUTED.value, COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
 
 

@@ -15,7 +15,7 @@ import json
 import pathlib
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from abcjax.data import corpus
 from abcjax.evaluation import evaluate
@@ -90,6 +90,8 @@ def reference(data_dir) -> list[str] | None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax's INFO chatter stays off the console
   out_dir = pathlib.Path(OUT_DIR.value)
   out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -123,3 +123,4 @@ def test_two_devices_match_one(data_dir, tmp_path):
   two = run_script(_DEVICES_SCRIPT, cfg, str(tmp_path / "two"), devices=2)
   assert (one["devices"], two["devices"]) == (1, 2)
   assert two["val"] == pytest.approx(one["val"], rel=1e-4)
+

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -91,6 +92,13 @@ def _plot_fit(ax, rows, simple, saturating, arch, label_prefix=""):
             label=f"{arch}: {saturating.e:.3g}+{saturating.a:.3g}·N^-{saturating.alpha:.3f}")
 
 
+def _plain_y_ticks(ax) -> None:
+  """Losses span less than a decade: label log-axis ticks 2.1, 2.2 rather than 2.1x10^0."""
+  formatter = matplotlib.ticker.FormatStrFormatter("%.2f")
+  ax.yaxis.set_major_formatter(formatter)
+  ax.yaxis.set_minor_formatter(formatter)
+
+
 def _save_loss_plot(by_arch: dict[str, list[dict[str, Any]]], path, title: str) -> None:
   """Best val loss against parameters on log-log axes, each family with both of its fits."""
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -98,6 +106,7 @@ def _save_loss_plot(by_arch: dict[str, list[dict[str, Any]]], path, title: str) 
     _plot_fit(ax, rows, *fits(rows), arch)
   ax.set_xscale("log")
   ax.set_yscale("log")
+  _plain_y_ticks(ax)
   ax.set_xlabel("parameters N")
   ax.set_ylabel("best validation loss (nats/char)")
   ax.set_title(title)

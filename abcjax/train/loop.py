@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from abcjax.data import corpus, loader
 from abcjax.models.configs import ModelConfig, get_config
@@ -209,66 +210,67 @@ class Trainer:
             "in a new work folder (or in this one to resume from that checkpoint).")
       return host
 
-    last = {}
-    with _StopRequest() as stop:
-      step_no = start_step
-      while step_no < stop_at:
-        batch = step_lib.global_batch(next(it), self.mesh)
-        state, m = self.train_step(state, batch)
-        step_no += 1
-        if pending is not None:
+    try:
+      last = {}
+      with _StopRequest() as stop:
+        step_no = start_step
+        while step_no < stop_at:
+          batch = step_lib.global_batch(next(it), self.mesh)
+          state, m = self.train_step(state, batch)
+          step_no += 1
+          if pending is not None:
+            last = pull(pending)
+            interval_losses.append(last["loss"])
+          pending = (step_no, m)
+          interval_steps += 1
+
+          boundary = step_no == stop_at or stop.requested
+          log_now = step_no % cfg.log_every == 0 or boundary
+          eval_now = (cfg.eval_every and step_no % cfg.eval_every == 0) or step_no == self.total_steps
+          ckpt_now = (cfg.checkpoint_every and step_no % cfg.checkpoint_every == 0) or boundary
+          if not (log_now or eval_now or ckpt_now):
+            if bar is not None:
+              bar.update(1)
+            continue
+
+          # Sync point: everything up to this step is finished and finite before it is recorded.
           last = pull(pending)
           interval_losses.append(last["loss"])
-        pending = (step_no, m)
-        interval_steps += 1
-
-        boundary = step_no == stop_at or stop.requested
-        log_now = step_no % cfg.log_every == 0 or boundary
-        eval_now = (cfg.eval_every and step_no % cfg.eval_every == 0) or step_no == self.total_steps
-        ckpt_now = (cfg.checkpoint_every and step_no % cfg.checkpoint_every == 0) or boundary
-        if not (log_now or eval_now or ckpt_now):
+          pending = None
+          now = time.perf_counter()
+          dt = now - interval_start
+          tokens_per_s = interval_steps * cfg.tokens_per_step / dt if dt > 0 else 0.0
+          progress["step"] = step_no
+          progress["elapsed_s"] = now - run_start
+          progress["train_loss"] = float(np.mean(interval_losses))
+          record = {
+              "step": step_no, "tokens": step_no * cfg.tokens_per_step,
+              "train_loss": progress["train_loss"], "lr": last["lr"], "grad_norm": last["grad_norm"],
+              "tokens_per_s": tokens_per_s,
+              "mfu": tokens_per_s / cfg.tokens_per_step * flops_per_step / (peak * jax.device_count()),
+              "elapsed_s": progress["elapsed_s"], "peak_memory_bytes": hardware.peak_memory_bytes()[0],
+          }
+          if eval_now:
+            val = self.evaluate(state.params, "val")
+            record.update(val_loss=val["loss"], val_bpc=val["bpc"])
+            if progress["best_val_loss"] is None or val["loss"] < progress["best_val_loss"]:
+              progress["best_val_loss"], progress["best_step"] = val["loss"], step_no
+              self._save("best", state, progress)
+          writer.write(record)
           if bar is not None:
             bar.update(1)
-          continue
-
-        # Sync point: everything up to this step is finished and finite before it is recorded.
-        last = pull(pending)
-        interval_losses.append(last["loss"])
-        pending = None
-        now = time.perf_counter()
-        dt = now - interval_start
-        tokens_per_s = interval_steps * cfg.tokens_per_step / dt if dt > 0 else 0.0
-        progress["step"] = step_no
-        progress["elapsed_s"] = now - run_start
-        progress["train_loss"] = float(np.mean(interval_losses))
-        record = {
-            "step": step_no, "tokens": step_no * cfg.tokens_per_step,
-            "train_loss": progress["train_loss"], "lr": last["lr"], "grad_norm": last["grad_norm"],
-            "tokens_per_s": tokens_per_s,
-            "mfu": tokens_per_s / cfg.tokens_per_step * flops_per_step / (peak * jax.device_count()),
-            "elapsed_s": progress["elapsed_s"], "peak_memory_bytes": hardware.peak_memory_bytes()[0],
-        }
-        if eval_now:
-          val = self.evaluate(state.params, "val")
-          record.update(val_loss=val["loss"], val_bpc=val["bpc"])
-          if progress["best_val_loss"] is None or val["loss"] < progress["best_val_loss"]:
-            progress["best_val_loss"], progress["best_step"] = val["loss"], step_no
-            self._save("best", state, progress)
-        writer.write(record)
-        if bar is not None:
-          bar.update(1)
-          bar.set_postfix(loss=f"{progress['train_loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}",
-                          **({"val": f"{record['val_loss']:.3f}"} if eval_now else {}))
-        if ckpt_now:
-          self._save("latest", state, progress, it)
-        interval_losses, interval_steps = [], 0
-        interval_start = time.perf_counter()
-        if stop.requested:
-          break
-
-    if bar is not None:
-      bar.close()
-    writer.close()
+            bar.set_postfix(loss=f"{progress['train_loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}",
+                            **({"val": f"{record['val_loss']:.3f}"} if eval_now else {}))
+          if ckpt_now:
+            self._save("latest", state, progress, it)
+          interval_losses, interval_steps = [], 0
+          interval_start = time.perf_counter()
+          if stop.requested:
+            break
+    finally:
+      if bar is not None:
+        bar.close()
+      writer.close()
     finished = progress["step"] >= self.total_steps
     result = None
     if finished:
@@ -325,6 +327,10 @@ def train(cfg: TrainConfig, workdir: str | pathlib.Path, *, max_steps: int | Non
     return trainer.run(max_steps=max_steps)
   finally:
     trainer.ckpt.close()
+    if jax.process_count() > 1:
+      # No process may leave (and shut down the coordination service) while another still waits
+      # on a checkpoint barrier.
+      multihost_utils.sync_global_devices("abcjax.train.end")
 
 
 class TrainedModel(NamedTuple):

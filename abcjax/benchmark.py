@@ -1,0 +1,244 @@
+"""Throughput measurements: the train step, sampling with and without the cache, the loader, corpus prep.
+
+Every function returns one flat dict (JSON-ready) holding its settings next to its figures, so a line
+of output can be read, and rerun, on its own. Times are wall-clock medians over repeated calls, each
+call waited for with `block_until_ready`, because the machines this runs on are shared and noisy:
+compare two implementations by their ratio, measured side by side in one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from abcjax.models import ModelConfig, build_model, generate
+from abcjax.train import hardware
+from abcjax.train.config import TrainConfig
+from abcjax.train.optimizer import make_optimizer
+from abcjax.train.step import global_batch, init_state, make_mesh, make_train_step
+
+
+def _cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def machine() -> dict[str, Any]:
+  """Where a figure was measured."""
+  device = jax.local_devices()[0]
+  return {"backend": jax.default_backend(), "device_kind": device.device_kind,
+          "devices": jax.device_count(), "host": platform.node(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+          "jax": jax.__version__,
+          # Other work on a shared machine shows here: compare ratios measured side by side.
+          "load_avg_1min": os.getloadavg()[0]}
+
+
+def _timed_calls(call: Callable[[], Any], seconds: float, min_calls: int) -> list[float]:
+  """Wall times of repeated `call()`s (each waited for) until both limits are reached."""
+  times: list[float] = []
+  start = time.perf_counter()
+  while len(times) < min_calls or time.perf_counter() - start < seconds:
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    times.append(time.perf_counter() - t0)
+  return times
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+  return {"calls": len(times), "median_s": statistics.median(times), "min_s": min(times)}
+
+
+def peak_flops(dtype: str) -> dict[str, Any]:
+  """The device's peak FLOP/s: a datasheet figure on known GPUs, else a matmul measured now."""
+  peak, source = hardware.peak_flops_per_device(dtype)
+  return {"peak_flops_per_device": peak, "peak_source": source}
+
+
+class TrainBench:
+  """A compiled train step of one model shape, ready to be timed again and again.
+
+  Building it compiles (compile_s); `measure(seconds)` then times steps for that long. Keeping the
+  object alive lets a caller alternate it with another implementation without recompiling.
+  """
+
+  def __init__(self, config: ModelConfig, batch: int, seed: int = 0):
+    self.config, self.batch = config, batch
+    self.model = build_model(config)
+    train_cfg = TrainConfig(arch=config.arch, block_size=config.block_size, batch_size=batch,
+                            dtype=config.dtype, seed=seed)
+    # A long schedule: the measured steps sit in warmup, which costs the same as any other step.
+    tx = make_optimizer(train_cfg, total_steps=1_000_000)
+    mesh = make_mesh()
+    key = jax.random.key(seed)
+    self.state = init_state(self.model, tx, key, mesh)
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, config.vocab_size, (batch, config.block_size + 1), dtype=np.int32)
+    self.tokens = global_batch(tokens, mesh)
+    step = make_train_step(self.model, tx, mesh, jax.random.fold_in(key, 1))
+    t0 = time.perf_counter()
+    self.step = step.lower(self.state, self.tokens).compile()
+    self.compile_s = time.perf_counter() - t0
+    self.flops_per_token = config.flops_per_token()
+    self.tokens_per_step = batch * config.block_size
+    self._call()  # the first call allocates buffers: keep it out of the timings
+
+  def _call(self):
+    self.state, metrics = self.step(self.state, self.tokens)
+    return metrics["loss"]
+
+  def measure(self, seconds: float, min_steps: int = 3) -> dict[str, Any]:
+    times = _timed_calls(self._call, seconds, min_steps)
+    step_s = statistics.median(times)
+    tokens_per_s = self.tokens_per_step / step_s
+    peak = peak_flops(self.config.dtype)
+    model_flops_per_s = self.flops_per_token * tokens_per_s
+    memory, memory_source = hardware.peak_memory_bytes()
+    return {
+        "what": "train", "impl": "abcjax", "arch": self.config.arch, "size": self.config.size,
+        "table": self.config.table, "n_layer": self.config.n_layer, "d_model": self.config.d_model,
+        "n_head": self.config.n_head, "vocab_size": self.config.vocab_size,
+        "params": self.config.num_params(), "batch": self.batch, "block": self.config.block_size,
+        "dtype": self.config.dtype, "steps": len(times), "step_s": step_s,
+        "step_s_min": min(times), "tokens_per_s": tokens_per_s, "compile_s": self.compile_s,
+        "peak_memory_bytes": memory, "peak_memory_source": memory_source,
+        "flops_per_token": self.flops_per_token, "model_flops_per_s": model_flops_per_s,
+        **peak, "mfu": model_flops_per_s / (peak["peak_flops_per_device"] * jax.device_count()),
+        **machine(),
+    }
+
+
+def train_throughput(config: ModelConfig, batch: int, seconds: float, seed: int = 0) -> dict[str, Any]:
+  """Tokens/s, step time, compile time, peak memory and MFU of the training step (AdamW)."""
+  return TrainBench(config, batch, seed).measure(seconds)
+
+
+def generation_throughput(config: ModelConfig, *, batch: int, new_tokens: int, use_cache: bool,
+                          seconds: float, prompt_len: int = 1, seed: int = 0) -> dict[str, Any]:
+  """Sampled tokens/s of `abcjax.models.generate`, with the cache or by full forward passes.
+
+  Random weights and prompts: the cost does not depend on what is sampled, as no stop token is set.
+  """
+  model = build_model(config)
+  params = model.init(jax.random.key(seed))
+  rng = np.random.default_rng(seed)
+  prompts = list(rng.integers(0, config.vocab_size, (batch, prompt_len), dtype=np.int32))
+  call = lambda: generate(model, params, prompts, max_new_tokens=new_tokens, use_cache=use_cache,
+                          seed=seed)
+  t0 = time.perf_counter()
+  call()
+  first_call_s = time.perf_counter() - t0
+  times = _timed_calls(call, seconds, min_calls=2)
+  call_s = statistics.median(times)
+  return {"what": "generate", "impl": "abcjax", "arch": config.arch, "size": config.size,
+          "table": config.table, "n_layer": config.n_layer, "d_model": config.d_model,
+          "n_head": config.n_head, "dtype": config.dtype, "batch": batch, "prompt_len": prompt_len,
+          "new_tokens": new_tokens, "use_cache": use_cache, "calls": len(times), "call_s": call_s,
+          "tokens_per_s": batch * new_tokens / call_s, "compile_s": max(first_call_s - call_s, 0.0),
+          **machine()}
+
+
+def loader_throughput(tokens: np.ndarray, *, block_size: int, batch: int, seconds: float,
+                      seed: int = 0) -> dict[str, Any]:
+  """Batches/s of the grain training iterator over a token array (no model running beside it)."""
+  from abcjax.data.loader import train_iterator  # grain is only needed here
+
+  iterator = train_iterator(tokens, block_size=block_size, global_batch=batch, seed=seed)
+  next(iterator)  # starts the prefetch threads
+  n, t0 = 0, time.perf_counter()
+  while n < 10 or time.perf_counter() - t0 < seconds:
+    next(iterator)
+    n += 1
+  elapsed = time.perf_counter() - t0
+  return {"what": "loader", "batch": batch, "block": block_size, "split_tokens": int(len(tokens)),
+          "batches": n, "batches_per_s": n / elapsed,
+          "tokens_per_s": n * batch * (block_size + 1) / elapsed, **machine()}
+
+
+def corpus_throughput(*, source: str = "music21", input_dir: str | None = None,
+                      max_files: int | None = None, workers: int | None = None,
+                      repeats: int = 3) -> dict[str, Any]:
+  """Input MB/s of `build_corpus` (read, clean, split, tokenise, write) into a temporary folder.
+
+  The median of `repeats` builds; the first one also warms the file cache and music21's imports.
+  """
+  from abcjax.data.corpus import build_corpus  # music21 is only needed here
+
+  times = []
+  for _ in range(max(repeats, 1)):
+    with tempfile.TemporaryDirectory(prefix="abcjax-bench-corpus-") as out_dir:
+      t0 = time.perf_counter()
+      stats = build_corpus(out_dir, source=source, input_dir=input_dir, max_files=max_files,
+                           workers=workers, progress=False)
+      times.append(time.perf_counter() - t0)
+  elapsed = statistics.median(times)
+  return {"what": "corpus", "source": source, "max_files": max_files,
+          "files": stats["files_read"], "tunes": stats["tunes_kept"],
+          "input_bytes": stats["input_bytes"], "builds": len(times), "elapsed_s": elapsed,
+          "mb_per_s": stats["input_bytes"] / 1e6 / elapsed, **machine()}
+
+def torch_peer_command(python: str, script: str, config: ModelConfig, batch: int,
+                       seconds: float) -> list[str]:
+  """The command line of the PyTorch reference (../shared/peer/torch_peer.py) for one shape."""
+  cmd = [python, script, "--arch", config.arch, "--layers", str(config.n_layer),
+         "--d", str(config.d_model), "--vocab", str(config.vocab_size), "--batch", str(batch),
+         "--block", str(config.block_size), "--seconds", str(seconds)]
+  if config.arch == "gpt":
+    cmd += ["--heads", str(config.n_head)]
+  return cmd
+
+
+def run_torch_peer(python: str, script: str, config: ModelConfig, batch: int, seconds: float,
+                   threads: int = 0, timeout_s: float = 600.0) -> dict[str, Any]:
+  """Runs the PyTorch reference in a subprocess (torch never enters this process) -> its JSON line.
+
+  threads > 0 sets OMP_NUM_THREADS for it; 0 leaves PyTorch's default (one per core).
+  """
+  env = dict(os.environ)
+  if threads > 0:
+    env["OMP_NUM_THREADS"] = str(threads)
+  cmd = torch_peer_command(python, script, config, batch, seconds)
+  done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
+  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+  if done.returncode != 0 or not lines:
+    raise RuntimeError(f"torch peer failed ({done.returncode}): {' '.join(cmd)}\n"
+                       f"{done.stderr[-2000:]}")
+  return json.loads(lines[-1])
+
+
+def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, rounds: int,
+                  seconds: float) -> dict[str, Any]:
+  """Alternates `bench.measure(seconds)` with `peer()` for `rounds` rounds; medians and their ratio.
+
+  Alternating in one run exposes both to the same background load, so the ratio means something
+  even when the absolute figures drift.
+  """
+  ours, theirs, peer_line = [], [], {}
+  for _ in range(rounds):
+    line = bench.measure(seconds)
+    ours.append(line["tokens_per_s"])
+    peer_line = peer()
+    theirs.append(peer_line["tokens_per_s"])
+  ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+  flops_per_s = bench.flops_per_token * ours_median
+  return {**line, "tokens_per_s": ours_median, "step_s": bench.tokens_per_step / ours_median,
+          "model_flops_per_s": flops_per_s,
+          "mfu": flops_per_s / (line["peak_flops_per_device"] * jax.device_count()),
+          "rounds_tokens_per_s": ours, "torch_impl": peer_line.get("impl"),
+          "torch_threads": peer_line.get("threads"), "torch_params": peer_line.get("params"),
+          "torch_rounds_tokens_per_s": theirs, "torch_tokens_per_s": theirs_median,
+          "ratio_vs_torch": ours_median / theirs_median}
