@@ -1,7 +1,8 @@
 r"""Part 4: train the best size for several epochs, keeping the best and final checkpoints.
 
-  python -m experiments.best_model                      # xl, the study's 5 epochs of 200M tokens on a GPU
-  python -m experiments.best_model --preset=cpu         # the laptop recipe (at most 30 min on 2 cores)
+  python -m experiments.best_model                 # GPU: GPT xl, the study's 5 epochs of 200M tokens
+                                                   # no GPU: the cpu preset's best model (~10 min)
+  python -m experiments.best_model --preset=cpu --arch=gpt --size=xl    # the CPU GPT xl (~22 min)
 
 Resumes when started again with the same --workdir. Then: python -m experiments.sample_eval
 """
@@ -12,11 +13,13 @@ from absl import app, flags
 
 from abcjax.models import size_names
 from abcjax.train import loop
-from abcjax.train.presets import preset_config
+from abcjax.train.presets import BEST_DEFAULT, preset_config
 from experiments import common
 
-ARCH = flags.DEFINE_enum("arch", "gpt", ["gpt", "lstm"], "Model family.")
-SIZE = flags.DEFINE_string("size", "xl", "Size to train (the study's best: xl).")
+ARCH = flags.DEFINE_enum("arch", None, ["gpt", "lstm"], "Model family (default: the preset's best: "
+                        "gpt with the paper preset, as the study; lstm with the cpu preset).")
+SIZE = flags.DEFINE_string("size", None, "Size to train (default: the preset's best: xl for the paper "
+                           "preset, as the study; large, the largest LSTM, for the cpu preset).")
 EPOCHS = flags.DEFINE_float("epochs", None, "Epochs of the token budget (overrides the preset).")
 WORKDIR = flags.DEFINE_string("workdir", "runs/best_model", "Work folder: checkpoints, metrics, results.")
 
@@ -25,11 +28,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   common.start_distributed()
-  table = common.TABLE.value
-  if SIZE.value not in size_names(ARCH.value, table):
-    raise app.UsageError(f"--size: {ARCH.value} table {table} has {size_names(ARCH.value, table)}, "
-                         f"not {SIZE.value!r}")
-  cfg = preset_config(common.preset(), ARCH.value, SIZE.value, best_model=True, table=table)
+  table, preset = common.TABLE.value, common.preset()
+  default_arch, default_size = BEST_DEFAULT[preset]
+  arch = ARCH.value or default_arch
+  size = SIZE.value or (default_size if arch == default_arch else size_names(arch, table)[-1])
+  if size not in size_names(arch, table):
+    raise app.UsageError(f"--size: {arch} table {table} has {size_names(arch, table)}, not {size!r}")
+  print(f"best model: {arch} {size} (table {table}, preset {preset})", flush=True)
+  cfg = preset_config(preset, arch, size, best_model=True, table=table)
   cfg = common.finish_config(cfg)
   if EPOCHS.value is not None:
     cfg = cfg.replace(epochs=EPOCHS.value)

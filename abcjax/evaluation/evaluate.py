@@ -156,8 +156,9 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
   midi_dir.mkdir(parents=True, exist_ok=True)
   jobs, texts = _jobs(files, midi_dir, kinds, prompts, timeout_s)
   if workers > 1 and len(jobs) > 1:
-    # fresh workers now and then: music21 caches grow with every parse
-    with multiprocessing.get_context('fork').Pool(workers, maxtasksperchild=200) as pool:
+    # forkserver, not fork: the caller may hold JAX's threads (sample_eval), which fork can deadlock.
+    # Fresh workers now and then: music21 caches grow with every parse.
+    with multiprocessing.get_context('forkserver').Pool(workers, maxtasksperchild=200) as pool:
       rows = pool.map(evaluate_tune, jobs, chunksize=4)
   else:
     rows = [evaluate_tune(job) for job in jobs]

@@ -1,0 +1,33 @@
+import json
+import pathlib
+import subprocess
+import sys
+
+from tests.tiny_corpus import build_tiny_corpus
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def best_model(workdir, data_dir, *extra):
+  cmd = [sys.executable, "-m", "experiments.best_model", "--preset=cpu", f"--workdir={workdir}",
+         f"--data_dir={data_dir}", "--tokens=8192", "--batch_size=8", "--set=block_size=32",
+         "--set=eval_every=8", "--set=checkpoint_every=8", "--set=progress=false", *extra]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_best_model_trains_epochs_keeps_best_and_final_and_resumes(tmp_path):
+  data_dir = build_tiny_corpus(tmp_path)
+  work = tmp_path / "best"
+  out = best_model(work, data_dir, "--epochs=2")
+  assert "best model: lstm large (table A, preset cpu)" in out
+  results = json.loads((work / "results.json").read_text())
+  assert results["finished"] and results["arch"] == "lstm" and results["size"] == "large"
+  assert results["tokens"] == 2 * 8192 and results["steps"] == 64
+  for kind in ("best", "final", "latest"):
+    assert any((work / "checkpoints" / kind).iterdir()), kind
+  config = json.loads((work / "config.json").read_text())
+  assert config["train"]["epochs"] == 2.0 and config["size_table"] == "A"
+  again = best_model(work, data_dir, "--epochs=2")
+  assert json.loads(again[again.index("{"):]) == results
