@@ -1,20 +1,13 @@
 import json
-import pathlib
-import subprocess
-import sys
 
-from tests.tiny_corpus import build_tiny_corpus
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
 
 def best_model(workdir, data_dir, *extra):
-  cmd = [sys.executable, "-m", "experiments.best_model", "--preset=cpu", f"--workdir={workdir}",
-         f"--data_dir={data_dir}", "--tokens=8192", "--batch_size=8", "--set=block_size=32",
-         "--set=eval_every=8", "--set=checkpoint_every=8", "--set=progress=false", *extra]
-  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc.stdout
+  return run_experiment(
+      "best_model", "--preset=cpu", f"--workdir={workdir}", f"--data_dir={data_dir}", "--tokens=8192",
+      "--batch_size=8", "--set=block_size=32", "--set=eval_every=8", "--set=checkpoint_every=8",
+      "--set=progress=false", *extra)
 
 
 def test_best_model_trains_epochs_keeps_best_and_final_and_resumes(tmp_path):

@@ -1,23 +1,16 @@
 import csv
-import pathlib
-import subprocess
-import sys
 
-from tests.tiny_corpus import build_tiny_corpus
+from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 OUTPUTS = ("{a}_results.csv", "{a}_training_curves.png", "{a}_loss_vs_params.png", "{a}_summary.txt",
            "{a}_fit.json")
 
 
 def scaling(workdir, data_dir, arch, sizes):
-  cmd = [sys.executable, "-m", "experiments.scaling", f"--arch={arch}", f"--sizes={sizes}",
-         "--preset=cpu", f"--workdir={workdir}", f"--data_dir={data_dir}", "--tokens=16384",
-         "--batch_size=8", "--set=block_size=64", "--set=eval_every=8", "--set=log_every=4",
-         "--set=width_scale=0.125", "--set=progress=false"]
-  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc.stdout
+  return run_experiment(
+      "scaling", f"--arch={arch}", f"--sizes={sizes}", "--preset=cpu", f"--workdir={workdir}",
+      f"--data_dir={data_dir}", "--tokens=16384", "--batch_size=8", "--set=block_size=64",
+      "--set=eval_every=8", "--set=log_every=4", "--set=width_scale=0.125", "--set=progress=false")
 
 
 def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path):

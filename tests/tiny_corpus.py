@@ -31,3 +31,14 @@ def build_tiny_corpus(root: pathlib.Path, count: int = 300, seed: int = 0) -> pa
   out = root / "corpus"
   corpus.build_corpus(out, source="abc_dir", input_dir=src, seed=seed, progress=False)
   return out
+
+
+def run_experiment(module: str, *flags: str, timeout: int = 400) -> str:
+  """Runs `python -m experiments.<module> FLAGS` from the repo root as a user would; its stdout."""
+  import subprocess
+  import sys
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  proc = subprocess.run([sys.executable, "-m", f"experiments.{module}", *flags], cwd=repo,
+                        capture_output=True, text=True, timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
