@@ -191,7 +191,6 @@ class Trainer:
               if jax.process_index() == 0 else metrics.NullWriter())
     stop_at = self.total_steps if max_steps is None else min(self.total_steps, start_step + max_steps)
     peak, peak_source = hardware.peak_flops_per_device(cfg.dtype)
-    flops_per_step = self.model_cfg.flops_per_token() * cfg.tokens_per_step
     bar = _progress_bar(cfg.progress and jax.process_index() == 0, start_step, self.total_steps)
 
     interval_losses: list[float] = []
@@ -247,7 +246,7 @@ class Trainer:
               "step": step_no, "tokens": step_no * cfg.tokens_per_step,
               "train_loss": progress["train_loss"], "lr": last["lr"], "grad_norm": last["grad_norm"],
               "tokens_per_s": tokens_per_s,
-              "mfu": tokens_per_s / cfg.tokens_per_step * flops_per_step / (peak * jax.device_count()),
+              "mfu": self._mfu(tokens_per_s, peak),
               "elapsed_s": progress["elapsed_s"], "peak_memory_bytes": hardware.peak_memory_bytes()[0],
           }
           if eval_now:
@@ -278,6 +277,10 @@ class Trainer:
     self.ckpt.wait()
     return result if finished else {"finished": False, **progress}
 
+  def _mfu(self, tokens_per_s: float, peak_per_device: float) -> float:
+    """Model FLOPs utilisation: training FLOPs per second over the peak of every device."""
+    return tokens_per_s * self.model_cfg.flops_per_token() / (peak_per_device * jax.device_count())
+
   def _finish(self, state, progress, peak, peak_source) -> dict[str, Any]:
     """Final checkpoint, test loss (final and best parameters), results.json."""
     self._save("final", state, progress)
@@ -290,6 +293,7 @@ class Trainer:
     records = metrics.read_metrics(self.workdir)
     steady = [r["tokens_per_s"] for r in records[1:]] or [r["tokens_per_s"] for r in records]
     tokens_per_s = float(np.median(steady)) if steady else tokens / wall
+    peak_memory, memory_source = hardware.peak_memory_bytes()
     results = {
         "finished": True,
         "arch": self.cfg.arch, "size": self.cfg.size, "size_table": mc.table,
@@ -302,9 +306,8 @@ class Trainer:
         "test_loss": best_test["loss"], "test_bpc": best_test["bpc"],
         "final_test_loss": final_test["loss"],
         "wall_time_s": wall, "tokens_per_s": tokens_per_s,
-        "peak_memory_bytes": hardware.peak_memory_bytes()[0],
-        "peak_memory_source": hardware.peak_memory_bytes()[1],
-        "mfu": tokens_per_s * mc.flops_per_token() / (peak * jax.device_count()),
+        "peak_memory_bytes": peak_memory, "peak_memory_source": memory_source,
+        "mfu": self._mfu(tokens_per_s, peak),
         "peak_flops_source": peak_source,
         "device_kind": jax.devices()[0].device_kind, "devices": jax.device_count(),
     }
