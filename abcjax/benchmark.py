@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from abcjax.models import ModelConfig, build_model, generate
+from abcjax.models.gpt import attention_impl
 from abcjax.train import hardware
 from abcjax.train.config import TrainConfig
 from abcjax.train.optimizer import make_optimizer
@@ -80,7 +81,7 @@ class TrainBench:
     self.config, self.batch = config, batch
     self.model = build_model(config)
     train_cfg = TrainConfig(arch=config.arch, block_size=config.block_size, batch_size=batch,
-                            dtype=config.dtype, seed=seed)
+                            dtype=config.dtype, attention=config.attention, seed=seed)
     # A long schedule: the measured steps sit in warmup, which costs the same as any other step.
     tx = make_optimizer(train_cfg, total_steps=1_000_000)
     mesh = make_mesh()
@@ -112,6 +113,7 @@ class TrainBench:
         "what": "train", "impl": "abcjax", "arch": self.config.arch, "size": self.config.size,
         "table": self.config.table, "n_layer": self.config.n_layer, "d_model": self.config.d_model,
         "n_head": self.config.n_head, "vocab_size": self.config.vocab_size,
+        "attention": attention_impl(self.config) if self.config.arch == "gpt" else None,
         "params": self.config.num_params(), "batch": self.batch, "block": self.config.block_size,
         "dtype": self.config.dtype, "steps": len(times), "step_s": step_s,
         "step_s_min": min(times), "tokens_per_s": tokens_per_s, "compile_s": self.compile_s,

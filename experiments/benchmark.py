@@ -33,6 +33,8 @@ _VOCAB = flags.DEFINE_integer("vocab", 99, "Vocabulary size (the study's corpus 
 _BATCH = flags.DEFINE_integer("batch", 64, "Global training batch (sequences).")
 _BLOCK = flags.DEFINE_integer("block", 256, "Sequence length.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+_ATTENTION = flags.DEFINE_enum("attention", "auto", ["auto", "xla", "cudnn"],
+                               "GPT attention kernel (auto: cuDNN on NVIDIA GPUs in bfloat16).")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Seconds of timed calls per measurement (and round).")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternations of abcjax and the torch peer (train).")
 _WHAT = flags.DEFINE_list("what", ["train", "generate", "loader", "corpus"],
@@ -56,7 +58,8 @@ def _configs():
   from abcjax.models import get_config
   custom = _N_LAYER.value is not None or _D_MODEL.value is not None
   for arch in _ARCHS.value:
-    common = dict(vocab_size=_VOCAB.value, block_size=_BLOCK.value, dtype=_DTYPE.value)
+    common = dict(vocab_size=_VOCAB.value, block_size=_BLOCK.value, dtype=_DTYPE.value,
+                  attention=_ATTENTION.value)
     if custom:
       if _N_LAYER.value is None or _D_MODEL.value is None:
         raise app.UsageError("a custom shape needs both --n_layer and --d_model")

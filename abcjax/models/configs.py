@@ -22,6 +22,9 @@ from typing import Any
 ARCHS = ("gpt", "lstm")
 TABLES = ("A", "B")
 DTYPES = ("float32", "bfloat16")
+# Attention kernels: "xla" (einsum + mask, any device and dtype), "cudnn" (fused flash attention:
+# NVIDIA GPUs, bfloat16, head width a multiple of 8 up to 128), "auto" (cudnn where it applies).
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 CUSTOM_SIZE = "custom"
 
 
@@ -108,6 +111,7 @@ class ModelConfig:
   dropout: float = 0.0       # GPT: attention-output, MLP and embedding dropout; LSTM: between layers
   dtype: str = "float32"     # compute dtype; params stay float32, softmax/logits/loss float32
   lstm_unroll: int = 1       # time steps per nn.scan iteration (LSTM only); 1 was fastest on CPU
+  attention: str = "auto"    # GPT attention kernel, one of ATTENTION_IMPLS (same function, any kernel)
 
   def __post_init__(self):
     if self.arch not in ARCHS:
@@ -122,6 +126,8 @@ class ModelConfig:
       raise ValueError(f"GPT needs n_head >= 1 dividing d_model, got {self.n_head}/{self.d_model}")
     if not 0.0 <= self.dropout < 1.0:
       raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+    if self.attention not in ATTENTION_IMPLS:
+      raise ValueError(f"unknown attention {self.attention!r}; valid: {list(ATTENTION_IMPLS)}")
 
   def num_params(self) -> int:
     """Total parameters, counted analytically (tied head counted once)."""

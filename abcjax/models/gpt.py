@@ -18,18 +18,54 @@ import jax
 import jax.numpy as jnp
 
 from abcjax.models.configs import ModelConfig
+from abcjax.models.layers import embed
 
 Params = Any
 DecodeState = dict[str, Any]
 
 
-def causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array) -> jax.Array:
+def cudnn_attention_applies(dtype: str, head_dim: int) -> bool:
+  """Whether cuDNN's fused attention can run here: an NVIDIA GPU, 16-bit inputs, head width <= 128.
+
+  cuDNN wants head widths in multiples of 8; `causal_attention` pads others (table B large: 60).
+  """
+  return jax.default_backend() == "gpu" and dtype in ("bfloat16", "float16") and head_dim <= 128
+
+
+def attention_impl(config: ModelConfig) -> str:
+  """The kernel `config.attention` resolves to on this backend: "xla" or "cudnn"."""
+  head_dim = config.d_model // max(config.n_head, 1)
+  if config.attention == "auto":
+    return "cudnn" if cudnn_attention_applies(config.dtype, head_dim) else "xla"
+  if config.attention == "cudnn" and not cudnn_attention_applies(config.dtype, head_dim):
+    raise ValueError(f"attention='cudnn' needs an NVIDIA GPU, bfloat16 and a head width up to "
+                     f"128; got backend {jax.default_backend()!r}, dtype "
+                     f"{config.dtype!r}, head width {head_dim}. Use attention='auto' or 'xla'.")
+  return config.attention
+
+
+def causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
+                     impl: str = "xla", head_multiple: int | None = None) -> jax.Array:
   """Causal softmax attention; logits and softmax in float32 whatever the input dtype.
 
-  jax.nn.dot_product_attention's XLA path (einsum, fp32 softmax, causal mask) was measured on
-  2 CPU cores against a hand-written einsum+mask: equal within noise for the training step.
+  impl "xla": jax.nn.dot_product_attention's XLA path (einsum, fp32 softmax, causal mask), measured
+  on 2 CPU cores against a hand-written einsum+mask: equal within noise for the training step.
+  impl "cudnn": cuDNN's fused (flash) attention on NVIDIA GPUs; never materialises the L x L logits.
+  Head widths are zero-padded to a multiple of `head_multiple` (default: 8 for cuDNN, which needs
+  it, else 1): zeros add nothing to q.k or to the output, the scale keeps the true width, and the
+  output is sliced back.
   """
-  return jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True)
+  if head_multiple is None:
+    head_multiple = 8 if impl == "cudnn" else 1
+  head_dim = q_BxLxHxK.shape[-1]
+  pad = -head_dim % head_multiple
+  if pad:
+    widths = [(0, 0)] * (q_BxLxHxK.ndim - 1) + [(0, pad)]
+    q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (jnp.pad(a, widths) for a in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
+  y = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True,
+                                   scale=1.0 / math.sqrt(head_dim),
+                                   implementation=None if impl == "xla" else impl)
+  return y[..., :head_dim]
 
 
 class CausalSelfAttention(nn.Module):
@@ -54,7 +90,7 @@ class CausalSelfAttention(nn.Module):
 
   def __call__(self, x_BxLxD: jax.Array, train: bool) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     q, k, v = self._qkv(x_BxLxD)
-    y_BxLxHxK = causal_attention(q, k, v)
+    y_BxLxHxK = causal_attention(q, k, v, attention_impl(self.config))
     y = self.c_proj(y_BxLxHxK.reshape(x_BxLxD.shape))
     return self.resid_drop(y, deterministic=not train), (k, v)
 
@@ -143,7 +179,7 @@ class GPT(nn.Module):
     length = tokens_BxL.shape[1]
     if length > self.config.block_size:
       raise ValueError(f"sequence length {length} > block_size {self.config.block_size}")
-    x = self.wte[tokens_BxL] + self.wpe[:length]
+    x = embed(self.wte, tokens_BxL) + self.wpe[:length]
     x = self.drop(x.astype(self.dtype), deterministic=not train)
     kvs = []
     for block in self.blocks:

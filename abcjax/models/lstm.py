@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from abcjax.models.configs import ModelConfig
+from abcjax.models.layers import embed
 
 Params = Any
 DecodeState = dict[str, Any]
@@ -96,7 +97,7 @@ class LSTM(nn.Module):
 
   def __call__(self, tokens_BxL: jax.Array, train: bool = False) -> jax.Array:
     batch = tokens_BxL.shape[0]
-    x_LxBxD = self.wte[tokens_BxL.T].astype(self.dtype)
+    x_LxBxD = embed(self.wte, tokens_BxL.T).astype(self.dtype)
     zero = zero_carry(self.config, batch)
     x_LxBxD, _ = self._stack(x_LxBxD, tuple(zip(zero["c"], zero["h"])), train)
     return self._head(x_LxBxD, "lbd,vd->blv")

@@ -37,7 +37,8 @@ class ConfigMismatch(ValueError):
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
   """The model of a run: the size table's shape, its width scaled by cfg.width_scale."""
   mc = get_config(cfg.arch, cfg.size, vocab_size=vocab_size, table=cfg.table,
-                  block_size=cfg.block_size, dtype=cfg.dtype, dropout=cfg.dropout)
+                  block_size=cfg.block_size, dtype=cfg.dtype, dropout=cfg.dropout,
+                  attention=cfg.attention)
   if cfg.width_scale != 1.0:
     # GPT widths stay divisible by the head count; LSTM widths by 8.
     unit = mc.n_head if cfg.arch == "gpt" else 8
@@ -100,6 +101,13 @@ class Trainer:
     self.model_cfg = model_config(cfg, len(self.vocab))
     self.model = build_model(self.model_cfg)
     self.total_steps = cfg.total_steps
+    # The study's 100M-token budget is ~23 passes over the embedded corpus: large models overfit
+    # (their best validation loss comes early), so say so; sweeps fit the best validation loss.
+    self.passes = cfg.total_tokens / max(len(corpus.load_split(self.data_dir, "train")), 1)
+    if self.passes > 2 and jax.process_index() == 0:
+      print(f"note: {cfg.total_tokens:,} tokens are {self.passes:.1f} passes over the train split "
+            f"of {self.data_dir}; larger models may overfit (the best checkpoint is kept and "
+            "scaling fits use the best validation loss)", flush=True)
     self.tx = make_optimizer(cfg, self.total_steps)
     self.mesh = step_lib.make_mesh()
     if cfg.batch_size % jax.device_count():
@@ -129,6 +137,7 @@ class Trainer:
         "num_non_embedding_params": mc.num_non_embedding_params(),
         "flops_per_token": mc.flops_per_token(),
         "total_steps": self.total_steps,
+        "passes_over_train": self.passes,
         "data_dir": str(self.data_dir),
         "vocab_size": len(self.vocab),
         "devices": jax.device_count(),
@@ -197,17 +206,23 @@ class Trainer:
     interval_start = time.perf_counter()
     interval_steps = 0
     run_start = time.perf_counter() - progress["elapsed_s"]
-    pending = None  # (step, metrics) of the step dispatched last: pulled after the next dispatch.
+    # (step, metrics) of the steps dispatched since the last sync. Metrics stay on the device until
+    # a log, eval or checkpoint step: pulling them every step would make the host wait for each
+    # step in turn, and small models on a GPU would run at the speed of the Python loop.
+    pending: list[tuple[int, Any]] = []
 
-    def pull(pending_metrics) -> dict[str, float]:
-      step_no, m = pending_metrics
-      host = {k: float(v) for k, v in jax.device_get(m).items()}
-      if not math.isfinite(host["loss"]):
-        raise TrainingDiverged(
-            f"loss is {host['loss']} at step {step_no} of {self.workdir}; the last good checkpoint "
-            f"(step {self.ckpt.latest_step()}) is kept. Lower --lr or raise warmup, then rerun "
-            "in a new work folder (or in this one to resume from that checkpoint).")
-      return host
+    def pull(pending_metrics) -> list[dict[str, float]]:
+      hosts = jax.device_get([m for _, m in pending_metrics])
+      out = []
+      for (step_no, _), m in zip(pending_metrics, hosts):
+        host = {k: float(v) for k, v in m.items()}
+        if not math.isfinite(host["loss"]):
+          raise TrainingDiverged(
+              f"loss is {host['loss']} at step {step_no} of {self.workdir}; the last good "
+              f"checkpoint (step {self.ckpt.latest_step()}) is kept. Lower --lr or raise warmup, "
+              "then rerun in a new work folder (or in this one to resume from that checkpoint).")
+        out.append(host)
+      return out
 
     try:
       last = {}
@@ -217,10 +232,7 @@ class Trainer:
           batch = step_lib.global_batch(next(it), self.mesh)
           state, m = self.train_step(state, batch)
           step_no += 1
-          if pending is not None:
-            last = pull(pending)
-            interval_losses.append(last["loss"])
-          pending = (step_no, m)
+          pending.append((step_no, m))
           interval_steps += 1
 
           boundary = step_no == stop_at or stop.requested
@@ -232,10 +244,12 @@ class Trainer:
               bar.update(1)
             continue
 
-          # Sync point: everything up to this step is finished and finite before it is recorded.
-          last = pull(pending)
-          interval_losses.append(last["loss"])
-          pending = None
+          # Sync point: everything up to this step is finished and finite before it is recorded
+          # (and before any checkpoint is written).
+          pulled = pull(pending)
+          interval_losses.extend(h["loss"] for h in pulled)
+          last = pulled[-1]
+          pending = []
           now = time.perf_counter()
           dt = now - interval_start
           tokens_per_s = interval_steps * cfg.tokens_per_step / dt if dt > 0 else 0.0
