@@ -33,8 +33,9 @@ _VOCAB = flags.DEFINE_integer("vocab", 99, "Vocabulary size (the study's corpus 
 _BATCH = flags.DEFINE_integer("batch", 64, "Global training batch (sequences).")
 _BLOCK = flags.DEFINE_integer("block", 256, "Sequence length.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
-_ATTENTION = flags.DEFINE_enum("attention", "auto", ["auto", "xla", "cudnn"],
-                               "GPT attention kernel (auto: cuDNN on NVIDIA GPUs in bfloat16).")
+_ATTENTION = flags.DEFINE_enum("attention", "auto", ["auto", "xla", "blocked", "cudnn"],
+                               "GPT attention kernel (auto: cuDNN on NVIDIA GPUs in bfloat16, "
+                               "blocked on CPU).")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Seconds of timed calls per measurement (and round).")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternations of abcjax and the torch peer (train).")
 _WHAT = flags.DEFINE_list("what", ["train", "generate", "loader", "corpus"],

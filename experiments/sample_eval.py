@@ -19,7 +19,7 @@ from absl import app, flags, logging
 
 from abcjax.data import corpus
 from abcjax.evaluation import evaluate
-from abcjax.evaluation.sampling import SamplingConfig, write_samples
+from abcjax.evaluation.sampling import SamplingConfig, valid_prompt_tunes, write_samples
 
 _DEFAULTS = SamplingConfig()
 WORKDIR = flags.DEFINE_string("workdir", "runs/best_model", "Trained run to sample from.")
@@ -103,7 +103,7 @@ def main(argv):
     print((out_dir / "summary.txt").read_text())
     return
 
-  kinds = prompts = None
+  kinds = prompts = ended = None
   if SAMPLES_DIR.value:
     data_dir = corpus.ensure_corpus(DATA_DIR.value)
     files = sorted(pathlib.Path(SAMPLES_DIR.value).glob("*.abc"))
@@ -119,10 +119,16 @@ def main(argv):
         prompt_bars=PROMPT_BARS.value)
     print(f"sampling {sampling.num_uncond} unconditional + {sampling.num_cond} conditional tunes from "
           f"{WORKDIR.value} ({CHECKPOINT.value} checkpoint, step {trained.step})", flush=True)
-    manifest = write_samples(trained, out_dir / "samples", corpus.load_tunes(data_dir, "test"), sampling)
+    test_tunes = corpus.load_tunes(data_dir, "test")
+    prompt_tunes, skipped = valid_prompt_tunes(test_tunes)
+    if skipped:
+      print(f"prompts: {len(prompt_tunes)} of the {len(test_tunes)} test tunes; left out because "
+            f"the checker rejects them (a prompt copies them into the sample): {skipped}", flush=True)
+    manifest = write_samples(trained, out_dir / "samples", prompt_tunes, sampling)
     files = [out_dir / "samples" / m["file"] for m in manifest]
     kinds = [m["kind"] for m in manifest]
     prompts = [m["prompt"] for m in manifest]
+    ended = [m["stopped"] for m in manifest]
     unstopped = sum(not m["stopped"] for m in manifest)
     if unstopped:
       print(f"{unstopped} of {len(manifest)} samples reached --max_new_tokens before the end of "
@@ -131,7 +137,8 @@ def main(argv):
   baseline = run_baseline(data_dir, out_dir) if RUN_BASELINE.value else None
   train_text = pathlib.Path(TRAIN_TEXT.value or pathlib.Path(data_dir) / "train.txt").read_text(encoding="utf-8")
   evaluate.evaluate_files(files, out_dir, kinds=kinds, prompts=prompts, train_text=train_text,
-                          reference_tunes=reference(data_dir), workers=WORKERS.value, baseline=baseline)
+                          reference_tunes=reference(data_dir), workers=WORKERS.value, baseline=baseline,
+                          ended=ended)
   print((out_dir / "summary.txt").read_text())
 
 

@@ -250,13 +250,29 @@ def test_attention_kernel_choice():
   from abcjax.models.gpt import attention_impl
   cfg = get_config("gpt", "tiny", vocab_size=11, block_size=8)
   assert cfg.attention == "auto"
-  assert attention_impl(cfg) == "xla"  # no GPU here: auto falls back to XLA
+  assert attention_impl(cfg) == "blocked"  # no GPU here: auto picks the CPU kernel
   with pytest.raises(ValueError, match="unknown attention 'flash'"):
     get_config("gpt", "tiny", vocab_size=11, attention="flash")
   cudnn = cfg.replace(attention="cudnn")
   model = build_model(cudnn)
   with pytest.raises(ValueError, match="attention='cudnn' needs an NVIDIA GPU"):
     model.init(jax.random.key(0))
+
+
+@pytest.mark.parametrize("length,block", [(64, None), (256, 64), (48, 16), (7, None)])
+def test_blocked_attention_equals_full_square(length, block):
+  from abcjax.models.gpt import blocked_causal_attention, causal_attention
+  keys = jax.random.split(jax.random.key(length), 4)
+  q, k, v = (jax.random.normal(key, (2, length, 3, 16)) for key in keys[:3])
+  cotangent = jax.random.normal(keys[3], q.shape)
+  full = lambda q, k, v: causal_attention(q, k, v, "xla")
+  blocked = lambda q, k, v: blocked_causal_attention(q, k, v, block)
+  np.testing.assert_allclose(np.asarray(blocked(q, k, v)), np.asarray(full(q, k, v)),
+                             rtol=1e-5, atol=1e-6)
+  grads = [jax.grad(lambda *a: jnp.sum(f(*a) * cotangent), argnums=(0, 1, 2))(q, k, v)
+           for f in (blocked, full)]
+  for got, want in zip(*grads):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("head_dim", [60, 72])

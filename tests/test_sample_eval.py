@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from abcjax.evaluation import evaluate
-from abcjax.evaluation.sampling import conditional_prompt
+from abcjax.evaluation.sampling import conditional_prompt, valid_prompt_tunes
 from abcjax.train import loop
 from abcjax.train.config import TrainConfig
 from tests.tiny_corpus import build_tiny_corpus
@@ -21,6 +21,14 @@ def test_conditional_prompt_is_header_and_opening_bars():
   assert conditional_prompt(tune, 0) == "X:1\nT:A\nM:4/4\nL:1/8\nK:G\n"
   with pytest.raises(ValueError, match="K:"):
     conditional_prompt("X:1\nT:A\n", 2)
+
+
+def test_prompt_pool_leaves_out_tunes_the_checker_rejects():
+  good = "X:1\nT:A\nM:4/4\nL:1/8\nK:G\nGABc dedB|dedB dedB|\n"
+  no_q = "X:2\nT:B\nM:6/8\nL:1/8\n3/8=120\nK:D\nfed cBA|\n"  # a tempo line missing its Q:
+  usable, skipped = valid_prompt_tunes([good, no_q, good])
+  assert usable == [good, good]
+  assert skipped == {"bad_header_field": 1}
 
 
 def test_sample_eval_on_a_tiny_trained_checkpoint(tmp_path):
@@ -50,8 +58,11 @@ def test_sample_eval_on_a_tiny_trained_checkpoint(tmp_path):
   assert len(rows) >= 6
   summary = json.loads((out / "summary.json").read_text())
   recomputed = evaluate.summarize(rows)
-  for key in ("tunes", "valid_pct", "converted_pct", "converted_of_valid_pct", "study_valid_pct"):
+  for key in ("tunes", "valid_pct", "converted_pct", "converted_of_valid_pct", "study_valid_pct",
+              "ended_pct"):
     assert summary[key] == recomputed[key]
+  stopped = {m["file"]: m["stopped"] for m in manifest["samples"]}
+  assert all(row["ended"] == stopped[row["file"].split("#")[0]] for row in rows)
   for row in rows:
     stem = row["file"].replace(".abc#", "_").replace(".abc", "")
     assert (out / "midi" / f"{stem}.mid").exists() == row["converted"]

@@ -14,7 +14,7 @@ from abcjax.evaluation import abc_checker, memorization, midi, music_stats
 CSV_COLUMNS = ['file', 'kind', 'prompt', 'valid', 'reason', 'converted', 'error', 'notes', 'bars',
                'seconds', 'study_valid', 'strict_valid', 'irregular_bars', 'detail',
                'abc2midi_ok', 'abc2midi_errors', 'midi_notes', 'duration_quarters',
-               'longest_shared_run', 'copies_line']
+               'longest_shared_run', 'copies_line', 'ended']
 KINDS = ('uncond', 'cond', 'real', 'file')
 
 
@@ -43,7 +43,7 @@ def evaluate_tune(job: tuple[str, str, str, str, str | None, float]) -> dict:
       'abc2midi_ok': cross.ok if cross.available else '',
       'abc2midi_errors': ' | '.join(cross.errors)[:300],
       'midi_notes': conversion.notes, 'duration_quarters': conversion.duration_quarters,
-      'longest_shared_run': '', 'copies_line': '',
+      'longest_shared_run': '', 'copies_line': '', 'ended': '',
   }
 
 
@@ -71,6 +71,10 @@ def _rates(rows: list[dict]) -> dict:
       'errors': dict(collections.Counter(r['error'].split(':')[0] for r in rows
                                          if not r['converted']).most_common()),
   }
+  ended = [r['ended'] for r in rows if r.get('ended', '') != '']
+  if ended:
+    # Samples that stopped by themselves; the rest hit max_new_tokens (often a loop of one bar).
+    out['ended_pct'] = _pct(sum(bool(e) for e in ended), len(ended))
   runs = [r['longest_shared_run'] for r in rows if r['longest_shared_run'] != '']
   if runs:
     out['memorization'] = {
@@ -95,7 +99,7 @@ def summarize(rows: list[dict], baseline: dict | None = None) -> dict:
 
 _TEXT_RATES = ('tunes', 'valid_pct', 'strict_valid_pct', 'converted_pct',
                'converted_of_valid_pct', 'study_valid_pct', 'abc2midi_ok_pct',
-               'abc2midi_agreement_pct')
+               'abc2midi_agreement_pct', 'ended_pct')
 
 
 def summary_text(summary: dict) -> str:
@@ -126,7 +130,7 @@ def summary_text(summary: dict) -> str:
 
 
 def _jobs(files: list[Path], midi_dir: Path, kinds, prompts, timeout_s):
-  jobs, texts = [], []
+  jobs, texts, origins = [], [], []
   for idx, path in enumerate(files):
     path = Path(path)
     tunes = abc_checker.split_tunes(path.read_text(encoding='utf-8', errors='replace'))
@@ -138,23 +142,25 @@ def _jobs(files: list[Path], midi_dir: Path, kinds, prompts, timeout_s):
       stem = f'{path.stem}_{t}' if many else path.stem
       jobs.append((name, text, kind, prompt, str(midi_dir / f'{stem}.mid'), timeout_s))
       texts.append(text)
-  return jobs, texts
+      origins.append(idx)
+  return jobs, texts, origins
 
 
 def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None = None,
                    prompts: list[str] | None = None, train_text: str | None = None,
                    reference_tunes: list[str] | None = None, workers: int = 1,
-                   baseline: dict | None = None,
+                   baseline: dict | None = None, ended: list[bool] | None = None,
                    timeout_s: float = midi.DEFAULT_TIMEOUT_S) -> list[dict]:
   """Evaluates every tune in `files` (a file may hold several, split at X:).
 
   Writes out_dir/midi/<stem>.mid per converted tune, results.csv, summary.json, summary.txt.
   kinds/prompts: one per file (default: kind from the filename prefix, empty prompt).
+  ended: one per file, whether the sample stopped at its end-of-tune token (default: unknown).
   """
   out_dir = Path(out_dir)
   midi_dir = out_dir / 'midi'
   midi_dir.mkdir(parents=True, exist_ok=True)
-  jobs, texts = _jobs(files, midi_dir, kinds, prompts, timeout_s)
+  jobs, texts, origins = _jobs(files, midi_dir, kinds, prompts, timeout_s)
   if workers > 1 and len(jobs) > 1:
     # forkserver, not fork: the caller may hold JAX's threads (sample_eval), which fork can deadlock.
     # Fresh workers now and then: music21 caches grow with every parse.
@@ -162,6 +168,9 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
       rows = pool.map(evaluate_tune, jobs, chunksize=4)
   else:
     rows = [evaluate_tune(job) for job in jobs]
+  if ended is not None:
+    for row, origin in zip(rows, origins):
+      row['ended'] = bool(ended[origin])
   if train_text is not None:
     index = memorization.TrainingIndex(train_text)
     for row, text in zip(rows, texts):
@@ -183,8 +192,8 @@ def read_results(path: Path) -> list[dict]:
   """Reads results.csv back with the typed values summarize() expects."""
   def typed(row):
     for key in ('valid', 'converted', 'study_valid', 'strict_valid', 'copies_line',
-                'abc2midi_ok'):
-      if row[key] in ('True', 'False'):
+                'abc2midi_ok', 'ended'):
+      if row.get(key) in ('True', 'False'):
         row[key] = row[key] == 'True'
     for key in ('notes', 'bars', 'irregular_bars', 'midi_notes', 'longest_shared_run'):
       if row[key] != '':

@@ -49,6 +49,25 @@ def conditional_prompt(tune: str, bars: int) -> str:
   return header + first[:cut]
 
 
+def valid_prompt_tunes(tunes: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+  """The tunes that may prompt conditional samples, and the others counted by checker reason.
+
+  A prompt copies a real tune's header and opening bars into the sample. A tune the checker rejects
+  (1 of the 130 music21 test tunes: a tempo line without its Q:) would fail every sample it
+  prompts whatever the model writes, so it is left out of the pool.
+  """
+  from abcjax.evaluation.abc_checker import check_tune
+
+  usable, skipped = [], {}
+  for tune in tunes:
+    result = check_tune(tune)
+    if result.valid:
+      usable.append(tune)
+    else:
+      skipped[result.reason] = skipped.get(result.reason, 0) + 1
+  return usable, skipped
+
+
 def write_samples(trained, out_dir: str | pathlib.Path, prompt_tunes: Sequence[str],
                   cfg: SamplingConfig) -> list[dict[str, Any]]:
   """Generates cfg.num_uncond + cfg.num_cond samples in one batch and writes them as .abc files.

@@ -33,10 +33,12 @@ def cudnn_attention_applies(dtype: str, head_dim: int) -> bool:
 
 
 def attention_impl(config: ModelConfig) -> str:
-  """The kernel `config.attention` resolves to on this backend: "xla" or "cudnn"."""
+  """The kernel `config.attention` resolves to on this backend: "xla", "blocked" or "cudnn"."""
   head_dim = config.d_model // max(config.n_head, 1)
   if config.attention == "auto":
-    return "cudnn" if cudnn_attention_applies(config.dtype, head_dim) else "xla"
+    if cudnn_attention_applies(config.dtype, head_dim):
+      return "cudnn"
+    return "blocked" if jax.default_backend() == "cpu" else "xla"
   if config.attention == "cudnn" and not cudnn_attention_applies(config.dtype, head_dim):
     raise ValueError(f"attention='cudnn' needs an NVIDIA GPU, bfloat16 and a head width up to "
                      f"128; got backend {jax.default_backend()!r}, dtype "
@@ -50,11 +52,14 @@ def causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.
 
   impl "xla": jax.nn.dot_product_attention's XLA path (einsum, fp32 softmax, causal mask), measured
   on 2 CPU cores against a hand-written einsum+mask: equal within noise for the training step.
+  impl "blocked": `blocked_causal_attention`, the CPU default.
   impl "cudnn": cuDNN's fused (flash) attention on NVIDIA GPUs; never materialises the L x L logits.
   Head widths are zero-padded to a multiple of `head_multiple` (default: 8 for cuDNN, which needs
   it, else 1): zeros add nothing to q.k or to the output, the scale keeps the true width, and the
   output is sliced back.
   """
+  if impl == "blocked":
+    return blocked_causal_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK)
   if head_multiple is None:
     head_multiple = 8 if impl == "cudnn" else 1
   head_dim = q_BxLxHxK.shape[-1]
@@ -66,6 +71,34 @@ def causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.
                                    scale=1.0 / math.sqrt(head_dim),
                                    implementation=None if impl == "xla" else impl)
   return y[..., :head_dim]
+
+
+def blocked_causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
+                             block: int | None = None) -> jax.Array:
+  """Causal attention computed tile row by tile row, skipping the tiles above the diagonal.
+
+  Query rows [i*T, (i+1)*T) attend to keys [0, (i+1)*T) only, so with n tiles a side the logits,
+  softmax and both matmuls cover n(n+1)/2 of the n^2 tiles (4 tiles of 64 at L = 256: 62.5%). Only
+  the diagonal tile needs the mask; masked logits get the float32 minimum, whose softmax weight is
+  exactly 0 as in the full-square kernel. Tile T: min(128, L // 2), 128 measured fastest on 2 CPU
+  cores at L = 256 (fwd+bwd 547 ms against 564 for 64, 660 for 32 and 840 for the full square).
+  Lengths that do not split into 2+ equal tiles fall back to the full square.
+  """
+  length, head_dim = q_BxLxHxK.shape[1], q_BxLxHxK.shape[-1]
+  block = block or min(128, length // 2)
+  if block < 1 or length % block or length // block < 2:
+    return jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True)
+  scale = 1.0 / math.sqrt(head_dim)
+  outs = []
+  for i in range(length // block):
+    lo, hi = i * block, (i + 1) * block
+    logits_BxHxTxS = jnp.einsum("bqhk,bshk->bhqs", q_BxLxHxK[:, lo:hi], k_BxLxHxK[:, :hi],
+                                preferred_element_type=jnp.float32) * scale
+    causal_TxS = jnp.arange(hi)[None, :] <= jnp.arange(lo, hi)[:, None]
+    logits_BxHxTxS = jnp.where(causal_TxS, logits_BxHxTxS, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits_BxHxTxS, axis=-1).astype(v_BxLxHxK.dtype)
+    outs.append(jnp.einsum("bhqs,bshk->bqhk", probs, v_BxLxHxK[:, :hi]))
+  return jnp.concatenate(outs, axis=1)
 
 
 class CausalSelfAttention(nn.Module):

@@ -22,8 +22,9 @@ class TrainConfig:
   dropout: float = 0.0
   # Compute dtype of activations and matmuls; parameters, softmax and loss stay float32.
   dtype: str = "float32"
-  # GPT attention kernel: "auto" (cuDNN flash attention on NVIDIA GPUs in bfloat16, else XLA),
-  # "xla" or "cudnn". The same function either way, so a run may resume with another kernel.
+  # GPT attention kernel: "auto" (cuDNN flash attention on NVIDIA GPUs in bfloat16, the blocked
+  # kernel on CPU, else XLA), "xla", "blocked" or "cudnn". The same function whichever kernel runs,
+  # so a run may resume with another.
   attention: str = "auto"
 
   # Data: the prepared corpus folder (None: the embedded music21 corpus, built once and cached).
@@ -93,8 +94,8 @@ class TrainConfig:
       raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
-    if self.attention not in ("auto", "xla", "cudnn"):
-      raise ValueError(f"attention must be 'auto', 'xla' or 'cudnn', got {self.attention!r}")
+    if self.attention not in ("auto", "xla", "blocked", "cudnn"):
+      raise ValueError(f"attention must be 'auto', 'xla', 'blocked' or 'cudnn', got {self.attention!r}")
     if self.width_scale <= 0:
       raise ValueError(f"width_scale must be positive, got {self.width_scale}")
 
