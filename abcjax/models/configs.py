@@ -23,8 +23,8 @@ ARCHS = ("gpt", "lstm")
 TABLES = ("A", "B")
 DTYPES = ("float32", "bfloat16")
 # Attention kernels, all the same function: "xla" (einsum + mask over the whole L x L square, any
-# device and dtype), "blocked" (einsums over the lower staircase of tiles only: ~40% less attention
-# work; the CPU default), "cudnn" (fused flash attention: NVIDIA GPUs, bfloat16, head width up to
+# device and dtype), "blocked" (einsums over the lower staircase of tiles only: a quarter less
+# attention work at L = 256; the CPU default), "cudnn" (fused flash attention: NVIDIA GPUs, bfloat16, head width up to
 # 128), "auto" (cudnn on NVIDIA GPUs in bfloat16, blocked on CPU, else xla).
 ATTENTION_IMPLS = ("auto", "xla", "blocked", "cudnn")
 CUSTOM_SIZE = "custom"

@@ -7,6 +7,8 @@ import json
 import pathlib
 from typing import Any
 
+from abcjax.models.configs import ATTENTION_IMPLS
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -94,8 +96,8 @@ class TrainConfig:
       raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
-    if self.attention not in ("auto", "xla", "blocked", "cudnn"):
-      raise ValueError(f"attention must be 'auto', 'xla', 'blocked' or 'cudnn', got {self.attention!r}")
+    if self.attention not in ATTENTION_IMPLS:
+      raise ValueError(f"attention must be one of {list(ATTENTION_IMPLS)}, got {self.attention!r}")
     if self.width_scale <= 0:
       raise ValueError(f"width_scale must be positive, got {self.width_scale}")
 

@@ -30,7 +30,7 @@ CPU_LR = {
 
 # The best model trains several epochs of a larger budget (the study: 5 epochs of 200M tokens).
 BEST_PAPER = PAPER.replace(tokens=200_000_000, epochs=5.0, eval_every=2000, checkpoint_every=2000)
-# On a CPU the best model trains for about 26 (LSTM) or 22 (GPT) minutes. The LSTM trains on
+# On a CPU the best model trains for about 27 (LSTM) or 22 (GPT) minutes. The LSTM trains on
 # windows of 512 characters (batch 32, so the same 16K tokens a step): an LSTM costs the same per
 # token at any window length, and 512 holds a whole tune from its header (95% of tunes are shorter
 # than 531 characters) as sampling does, carrying its state through the tune. Against windows of
