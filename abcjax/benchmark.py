@@ -60,10 +60,6 @@ def _timed_calls(call: Callable[[], Any], seconds: float, min_calls: int) -> lis
   return times
 
 
-def _summary(times: list[float]) -> dict[str, float]:
-  return {"calls": len(times), "median_s": statistics.median(times), "min_s": min(times)}
-
-
 def peak_flops(dtype: str) -> dict[str, Any]:
   """The device's peak FLOP/s: a datasheet figure on known GPUs, else a matmul measured now."""
   peak, source = hardware.peak_flops_per_device(dtype)
@@ -119,7 +115,7 @@ class TrainBench:
         "step_s_min": min(times), "tokens_per_s": tokens_per_s, "compile_s": self.compile_s,
         "peak_memory_bytes": memory, "peak_memory_source": memory_source,
         "flops_per_token": self.flops_per_token, "model_flops_per_s": model_flops_per_s,
-        **peak, "mfu": model_flops_per_s / (peak["peak_flops_per_device"] * jax.device_count()),
+        **peak, "mfu": hardware.mfu(model_flops_per_s, peak["peak_flops_per_device"]),
         **machine(),
     }
 
@@ -239,7 +235,7 @@ def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, roun
   flops_per_s = bench.flops_per_token * ours_median
   return {**line, "tokens_per_s": ours_median, "step_s": bench.tokens_per_step / ours_median,
           "model_flops_per_s": flops_per_s,
-          "mfu": flops_per_s / (line["peak_flops_per_device"] * jax.device_count()),
+          "mfu": hardware.mfu(flops_per_s, line["peak_flops_per_device"]),
           "rounds_tokens_per_s": ours, "torch_impl": peer_line.get("impl"),
           "torch_threads": peer_line.get("threads"), "torch_params": peer_line.get("params"),
           "torch_rounds_tokens_per_s": theirs, "torch_tokens_per_s": theirs_median,

@@ -20,6 +20,8 @@ import pathlib
 
 from absl import app, flags
 
+from abcjax.models.configs import ATTENTION_IMPLS
+
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
 _ARCHS = flags.DEFINE_list("archs", ["gpt", "lstm"], "Architectures: gpt, lstm.")
@@ -33,7 +35,7 @@ _VOCAB = flags.DEFINE_integer("vocab", 99, "Vocabulary size (the study's corpus 
 _BATCH = flags.DEFINE_integer("batch", 64, "Global training batch (sequences).")
 _BLOCK = flags.DEFINE_integer("block", 256, "Sequence length.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
-_ATTENTION = flags.DEFINE_enum("attention", "auto", ["auto", "xla", "blocked", "cudnn"],
+_ATTENTION = flags.DEFINE_enum("attention", "auto", list(ATTENTION_IMPLS),
                                "GPT attention kernel (auto: cuDNN on NVIDIA GPUs in bfloat16, "
                                "blocked on CPU).")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Seconds of timed calls per measurement (and round).")

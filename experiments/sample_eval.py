@@ -129,7 +129,7 @@ def main(argv):
     kinds = [m["kind"] for m in manifest]
     prompts = [m["prompt"] for m in manifest]
     ended = [m["stopped"] for m in manifest]
-    unstopped = sum(not m["stopped"] for m in manifest)
+    unstopped = ended.count(False)
     if unstopped:
       print(f"{unstopped} of {len(manifest)} samples reached --max_new_tokens before the end of "
             "their tune", flush=True)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from abcjax.evaluation.abc_checker import check_tune
 from abcjax.models.decode import generate
 
 
@@ -56,8 +57,6 @@ def valid_prompt_tunes(tunes: Sequence[str]) -> tuple[list[str], dict[str, int]]
   (1 of the 130 music21 test tunes: a tempo line without its Q:) would fail every sample it
   prompts whatever the model writes, so it is left out of the pool.
   """
-  from abcjax.evaluation.abc_checker import check_tune
-
   usable, skipped = [], {}
   for tune in tunes:
     result = check_tune(tune)

@@ -60,6 +60,11 @@ def peak_flops_per_device(dtype: str = "float32") -> tuple[float, str]:
   return measured_peak_flops(dtype), f"measured-matmul:{device.platform}"
 
 
+def mfu(model_flops_per_s: float, peak_per_device: float) -> float:
+  """Model FLOPs utilisation: model FLOPs per second over the peak of every device in the run."""
+  return model_flops_per_s / (peak_per_device * jax.device_count())
+
+
 def peak_memory_bytes() -> tuple[int, str]:
   """Peak memory in use on the first local device, or the process's peak RSS on CPU."""
   device = jax.local_devices()[0]

@@ -103,7 +103,8 @@ class Trainer:
     self.total_steps = cfg.total_steps
     # The study's 100M-token budget is ~23 passes over the embedded corpus: large models overfit
     # (their best validation loss comes early), so say so; sweeps fit the best validation loss.
-    self.passes = cfg.total_tokens / max(len(corpus.load_split(self.data_dir, "train")), 1)
+    self.train_tokens = corpus.load_split(self.data_dir, "train")  # memory-mapped
+    self.passes = cfg.total_tokens / max(len(self.train_tokens), 1)
     if self.passes > 2 and jax.process_index() == 0:
       print(f"note: {cfg.total_tokens:,} tokens are {self.passes:.1f} passes over the train split "
             f"of {self.data_dir}; larger models may overfit (the best checkpoint is kept and "
@@ -172,7 +173,7 @@ class Trainer:
   def _restore_or_init(self):
     """(state, progress, data iterator) from the latest checkpoint, or fresh ones."""
     it = loader.train_iterator(
-        corpus.load_split(self.data_dir, "train"), block_size=self.cfg.block_size,
+        self.train_tokens, block_size=self.cfg.block_size,
         global_batch=self.cfg.batch_size, seed=self.cfg.seed,
         process_index=jax.process_index(), process_count=jax.process_count())
     if self.ckpt.latest_step() is None:
@@ -293,7 +294,7 @@ class Trainer:
 
   def _mfu(self, tokens_per_s: float, peak_per_device: float) -> float:
     """Model FLOPs utilisation: training FLOPs per second over the peak of every device."""
-    return tokens_per_s * self.model_cfg.flops_per_token() / (peak_per_device * jax.device_count())
+    return hardware.mfu(tokens_per_s * self.model_cfg.flops_per_token(), peak_per_device)
 
   def _finish(self, state, progress, peak, peak_source) -> dict[str, Any]:
     """Final checkpoint, test loss (final and best parameters), results.json."""
