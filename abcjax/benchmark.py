@@ -20,6 +20,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from abcjax import hostmem
 from abcjax.models import ModelConfig, build_model, generate
 from abcjax.models.gpt import attention_impl
 from abcjax.train import hardware
@@ -46,7 +47,8 @@ def machine() -> dict[str, Any]:
           "devices": jax.device_count(), "host": platform.node(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
           "jax": jax.__version__,
           # Other work on a shared machine shows here: compare ratios measured side by side.
-          "load_avg_1min": os.getloadavg()[0]}
+          "load_avg_1min": os.getloadavg()[0],
+          "malloc_tuned": hostmem.is_tuned()}
 
 
 def _timed_calls(call: Callable[[], Any], seconds: float, min_calls: int) -> list[float]:
@@ -92,7 +94,9 @@ class TrainBench:
     self.compile_s = time.perf_counter() - t0
     self.flops_per_token = config.flops_per_token()
     self.tokens_per_step = batch * config.block_size
-    self._call()  # the first call allocates buffers: keep it out of the timings
+    # The first calls allocate buffers and grow the heap: keep them out of the timings.
+    for _ in range(3):
+      jax.block_until_ready(self._call())
 
   def _call(self):
     self.state, metrics = self.step(self.state, self.tokens)
@@ -201,12 +205,15 @@ def torch_peer_command(python: str, script: str, config: ModelConfig, batch: int
 
 
 def run_torch_peer(python: str, script: str, config: ModelConfig, batch: int, seconds: float,
-                   threads: int = 0, timeout_s: float = 600.0) -> dict[str, Any]:
+                   threads: int = 0, tuned_malloc: bool = False,
+                   timeout_s: float = 600.0) -> dict[str, Any]:
   """Runs the PyTorch reference in a subprocess (torch never enters this process) -> its JSON line.
 
   threads > 0 sets OMP_NUM_THREADS for it; 0 leaves PyTorch's default (one per core).
+  tuned_malloc gives it abcjax's allocator settings (hostmem.MALLOC_ENV); by default it runs with
+  glibc's defaults, as PyTorch users run it.
   """
-  env = dict(os.environ)
+  env = hostmem.tuned_environ() if tuned_malloc else hostmem.untuned_environ()
   if threads > 0:
     env["OMP_NUM_THREADS"] = str(threads)
   cmd = torch_peer_command(python, script, config, batch, seconds)
@@ -215,7 +222,7 @@ def run_torch_peer(python: str, script: str, config: ModelConfig, batch: int, se
   if done.returncode != 0 or not lines:
     raise RuntimeError(f"torch peer failed ({done.returncode}): {' '.join(cmd)}\n"
                        f"{done.stderr[-2000:]}")
-  return json.loads(lines[-1])
+  return {**json.loads(lines[-1]), "malloc_tuned": hostmem.is_tuned(env)}
 
 
 def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, rounds: int,
@@ -239,4 +246,5 @@ def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, roun
           "rounds_tokens_per_s": ours, "torch_impl": peer_line.get("impl"),
           "torch_threads": peer_line.get("threads"), "torch_params": peer_line.get("params"),
           "torch_rounds_tokens_per_s": theirs, "torch_tokens_per_s": theirs_median,
+          "torch_malloc_tuned": peer_line.get("malloc_tuned"),
           "ratio_vs_torch": ours_median / theirs_median}

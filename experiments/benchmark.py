@@ -15,6 +15,11 @@ ratio_vs_torch (medians).
 
 from __future__ import annotations
 
+# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
+from abcjax import hostmem
+
+hostmem.reexec_with_tuned_malloc(__name__)
+
 import json
 import pathlib
 
@@ -54,6 +59,9 @@ _TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "A python with torch: 
 _TORCH_PEER = flags.DEFINE_string("torch_peer", "../shared/peer/torch_peer.py",
                                   "The reference script; a relative path is taken from the repo root.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "OMP_NUM_THREADS for the peer (0: its default).")
+_TORCH_TUNED_MALLOC = flags.DEFINE_bool(
+    "torch_tuned_malloc", False, "Give the peer abcjax's allocator settings (abcjax/hostmem.py) "
+    "instead of glibc's defaults.")
 _OUT = flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
 
 
@@ -96,7 +104,8 @@ def _train(config) -> None:
     _emit(bench.measure(_SECONDS.value))
     return
   peer = lambda: benchmark.run_torch_peer(_TORCH_PYTHON.value, _peer_path(), config, _BATCH.value,
-                                          _SECONDS.value, threads=_TORCH_THREADS.value)
+                                          _SECONDS.value, threads=_TORCH_THREADS.value,
+                                          tuned_malloc=_TORCH_TUNED_MALLOC.value)
   try:
     line = benchmark.compare_train(bench, peer, rounds=_ROUNDS.value, seconds=_SECONDS.value)
   except (OSError, RuntimeError) as e:  # the reference is optional: report and go on without it

@@ -7,6 +7,11 @@ r"""Part 4: train the best size for several epochs, keeping the best and final c
 Resumes when started again with the same --workdir. Then: python -m experiments.sample_eval
 """
 
+# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
+from abcjax import hostmem
+
+hostmem.reexec_with_tuned_malloc(__name__)
+
 import json
 
 from absl import app, flags

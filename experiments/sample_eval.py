@@ -11,6 +11,11 @@ The real tunes of the test split are evaluated the same way and printed beside t
 
 from __future__ import annotations
 
+# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
+from abcjax import hostmem
+
+hostmem.reexec_with_tuned_malloc(__name__)
+
 import json
 import pathlib
 

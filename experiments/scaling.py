@@ -9,6 +9,11 @@ Outputs go to <workdir>/<arch>/: results CSV, training curves, loss-vs-params fi
 --compare, the Transformer-vs-LSTM comparison is written too once both families have results.
 """
 
+# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
+from abcjax import hostmem
+
+hostmem.reexec_with_tuned_malloc(__name__)
+
 from absl import app, flags
 
 from abcjax.models import size_names

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from abcjax.models.configs import ModelConfig
-from abcjax.models.layers import embed
+from abcjax.models.layers import dense_dot_general, embed
 
 Params = Any
 DecodeState = dict[str, Any]
@@ -110,9 +110,10 @@ class CausalSelfAttention(nn.Module):
     std = 0.02
     # No biases on the attention projections (table A). One fused matmul for q, k and v.
     self.c_attn = nn.Dense(3 * cfg.d_model, use_bias=False, dtype=dtype,
-                           kernel_init=nn.initializers.normal(std))
+                           kernel_init=nn.initializers.normal(std), dot_general=dense_dot_general())
     self.c_proj = nn.Dense(cfg.d_model, use_bias=False, dtype=dtype,
-                           kernel_init=nn.initializers.normal(std / math.sqrt(2 * cfg.n_layer)))
+                           kernel_init=nn.initializers.normal(std / math.sqrt(2 * cfg.n_layer)),
+                           dot_general=dense_dot_general())
     self.resid_drop = nn.Dropout(cfg.dropout)
 
   def _qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -158,10 +159,11 @@ class MLP(nn.Module):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     h = nn.Dense(4 * cfg.d_model, dtype=dtype, kernel_init=nn.initializers.normal(0.02),
-                 name="c_fc")(x)
+                 dot_general=dense_dot_general(), name="c_fc")(x)
     h = jax.nn.gelu(h, approximate=True)
     h = nn.Dense(cfg.d_model, dtype=dtype, name="c_proj",
-                 kernel_init=nn.initializers.normal(0.02 / math.sqrt(2 * cfg.n_layer)))(h)
+                 kernel_init=nn.initializers.normal(0.02 / math.sqrt(2 * cfg.n_layer)),
+                 dot_general=dense_dot_general())(h)
     return nn.Dropout(cfg.dropout)(h, deterministic=not train)
 
 

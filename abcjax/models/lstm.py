@@ -3,7 +3,12 @@
 Each layer is PyTorch-style (W_ih, W_hh, b_ih, b_hh; gate order i, f, g, o), which reproduces the
 published table-A counts exactly. For speed the input projection x @ W_ih + b_ih + b_hh of all time
 steps is one matmul outside the time loop; the `nn.scan` body holds only h @ W_hh and the gates.
+The first layer projects the embedding table once, (wte @ W_ih)[tokens], instead of every token's
+embedding: the same numbers from a [V, 4D] matmul in place of a [B*L, 4D] one, when V < B*L.
 Activations run time-major (L, B, D) inside the stack so the scan slices contiguous memory.
+On CPU the recurrence has a hand-written backward pass (`nn.custom_vjp`): the forward scan keeps
+the gate activations, the reverse scan carries only dh and dc, and the W_hh gradient is one
+[D, L*B] x [L*B, 4D] matmul after it, in place of L small accumulating ones inside the loop.
 Decoding carries (c, h) per layer: one scan step per token, no limit on length.
 """
 
@@ -17,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from abcjax.models.configs import ModelConfig
-from abcjax.models.layers import embed
+from abcjax.models.layers import dense_dot_general, embed
 
 Params = Any
 DecodeState = dict[str, Any]
@@ -31,15 +36,66 @@ class LSTMRecurrence(nn.Module):
 
   @nn.compact
   def __call__(self, carry, xproj_BxG: jax.Array):
+    """(c, h), xproj_t -> (c', h'), (h', activated gates [i f g o], c'): the last two for the backward."""
     c_BxD, h_BxD = carry
     w_hh = self.param("kernel", nn.initializers.orthogonal(), (self.hidden, 4 * self.hidden))
     gates = xproj_BxG + h_BxD @ w_hh.astype(self.dtype)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
     # The cell state stays float32 whatever the compute dtype.
-    c_BxD = jax.nn.sigmoid(f.astype(jnp.float32)) * c_BxD + (
-        jax.nn.sigmoid(i) * jnp.tanh(g)).astype(jnp.float32)
-    h_BxD = (jax.nn.sigmoid(o) * jnp.tanh(c_BxD).astype(self.dtype)).astype(self.dtype)
-    return (c_BxD, h_BxD), h_BxD
+    c_BxD = f.astype(jnp.float32) * c_BxD + (i * g).astype(jnp.float32)
+    h_BxD = (o * jnp.tanh(c_BxD).astype(self.dtype)).astype(self.dtype)
+    return (c_BxD, h_BxD), (h_BxD, jnp.concatenate([i, f, g, o], axis=-1), c_BxD)
+
+
+def manual_lstm_backward() -> bool:
+  """Whether the recurrence uses its hand-written backward pass: on CPU (measured faster there)."""
+  return jax.default_backend() == "cpu"
+
+
+def _recurrence_backward(residuals, cotangents):
+  """Reverse scan over the saved gates; returns (d params, d carry_in, d xproj)."""
+  w_hh, (c0, h0), hs_LxBxD, acts_LxBxG, cs_LxBxD = residuals
+  (dc_last, dh_last), dhs_LxBxD = cotangents
+  f32 = jnp.float32
+  cs_prev = jnp.concatenate([c0[None], cs_LxBxD[:-1]], axis=0)
+  w_hh_t = w_hh.T.astype(f32)
+
+  def step(carry, inputs):
+    dh_next, dc_next = carry
+    dh_out, acts, c, c_prev = inputs
+    i, f, g, o = jnp.split(acts.astype(f32), 4, axis=-1)
+    dh = dh_out.astype(f32) + dh_next
+    tanh_c = jnp.tanh(c)
+    dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
+    dgates = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                              dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], axis=-1)
+    return (dgates @ w_hh_t, dc * f), dgates
+
+  (dh0, dc0), dgates_LxBxG = jax.lax.scan(
+      step, (dh_last.astype(f32), dc_last.astype(f32)), (dhs_LxBxD, acts_LxBxG, cs_LxBxD, cs_prev),
+      reverse=True)
+  hs_prev = jnp.concatenate([h0[None], hs_LxBxD[:-1]], axis=0)
+  d_w_hh = jnp.matmul(hs_prev.reshape(-1, hs_prev.shape[-1]).T.astype(f32),
+                      dgates_LxBxG.reshape(-1, dgates_LxBxG.shape[-1]))
+  xproj_dtype = acts_LxBxG.dtype
+  return ({"params": {"kernel": d_w_hh.astype(w_hh.dtype)}},
+          (dc0.astype(c0.dtype), dh0.astype(h0.dtype)), dgates_LxBxG.astype(xproj_dtype))
+
+
+def _run_recurrence(scan_module, carry, xproj_LxBxG):
+  carry, (hs, _, _) = scan_module(carry, xproj_LxBxG)
+  return carry, hs
+
+
+def _run_recurrence_keeping_gates(scan_module, carry, xproj_LxBxG):
+  carry_out, (hs, acts, cs) = scan_module(carry, xproj_LxBxG)
+  w_hh = scan_module.variables["params"]["kernel"]
+  return (carry_out, hs), (w_hh, carry, hs, acts, cs)
+
+
+_recurrence_with_manual_backward = nn.custom_vjp(
+    _run_recurrence, forward_fn=_run_recurrence_keeping_gates, backward_fn=_recurrence_backward)
 
 
 def _hh_bias_init(key, shape, dtype=jnp.float32):
@@ -56,16 +112,22 @@ class LSTMLayer(nn.Module):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     d = cfg.d_model
-    self.ih = nn.Dense(4 * d, dtype=dtype, kernel_init=nn.initializers.lecun_normal())
+    self.ih = nn.Dense(4 * d, dtype=dtype, kernel_init=nn.initializers.lecun_normal(),
+                       dot_general=dense_dot_general())
     self.hh_bias = self.param("hh_bias", _hh_bias_init, (4 * d,))
     scan = nn.scan(LSTMRecurrence, variable_broadcast="params", split_rngs={"params": False},
                    in_axes=0, out_axes=0, unroll=cfg.lstm_unroll)
     self.hh = scan(hidden=d, dtype=dtype)
 
-  def __call__(self, x_LxBxD: jax.Array, carry) -> tuple[Any, jax.Array]:
-    # Input projection for every step in one matmul; only h @ W_hh is left in the loop.
-    xproj_LxBxG = self.ih(x_LxBxD) + self.hh_bias.astype(x_LxBxD.dtype)
-    return self.hh(carry, xproj_LxBxG)
+  def project(self, x: jax.Array) -> jax.Array:
+    """x @ W_ih + b_ih + b_hh for any leading shape: every step's input in one matmul."""
+    return self.ih(x) + self.hh_bias.astype(jnp.dtype(self.config.dtype))
+
+  def __call__(self, xproj_LxBxG: jax.Array, carry) -> tuple[Any, jax.Array]:
+    """Runs the recurrence over projected inputs; only h @ W_hh and the gates are in the loop."""
+    if manual_lstm_backward() and not self.is_initializing():
+      return _recurrence_with_manual_backward(self.hh, carry, xproj_LxBxG)
+    return _run_recurrence(self.hh, carry, xproj_LxBxG)
 
 
 class LSTM(nn.Module):
@@ -86,10 +148,22 @@ class LSTM(nn.Module):
     return jnp.einsum(spec, self.ln_f(x).astype(self.dtype), self.wte.astype(self.dtype),
                       preferred_element_type=jnp.float32)
 
-  def _stack(self, x_LxBxD: jax.Array, carries, train: bool):
+  def _first_projection(self, tokens: jax.Array) -> jax.Array:
+    """Layer 0's projected input for `tokens` (any shape) -> tokens.shape + (4D,)."""
+    first = self.layers[0]
+    if self.config.vocab_size < tokens.size:
+      # Project the V table rows once and pick rows: (wte @ W_ih)[t] == wte[t] @ W_ih.
+      return embed(first.project(self.wte.astype(self.dtype)), tokens)
+    return first.project(embed(self.wte, tokens).astype(self.dtype))
+
+  def _stack(self, tokens: jax.Array, carries, train: bool):
+    """tokens (L, B) -> top layer's outputs (L, B, D) and every layer's final (c, h)."""
     new_carries = []
+    xproj_LxBxG = self._first_projection(tokens)
     for i, (layer, carry) in enumerate(zip(self.layers, carries)):
-      carry, x_LxBxD = layer(x_LxBxD, carry)
+      if i:
+        xproj_LxBxG = layer.project(x_LxBxD)
+      carry, x_LxBxD = layer(xproj_LxBxG, carry)
       new_carries.append(carry)
       if i + 1 < len(self.layers):  # dropout between layers, as PyTorch nn.LSTM
         x_LxBxD = self.drop(x_LxBxD, deterministic=not train)
@@ -97,14 +171,12 @@ class LSTM(nn.Module):
 
   def __call__(self, tokens_BxL: jax.Array, train: bool = False) -> jax.Array:
     batch = tokens_BxL.shape[0]
-    x_LxBxD = embed(self.wte, tokens_BxL.T).astype(self.dtype)
     zero = zero_carry(self.config, batch)
-    x_LxBxD, _ = self._stack(x_LxBxD, tuple(zip(zero["c"], zero["h"])), train)
+    x_LxBxD, _ = self._stack(tokens_BxL.T, tuple(zip(zero["c"], zero["h"])), train)
     return self._head(x_LxBxD, "lbd,vd->blv")
 
   def decode(self, token_B: jax.Array, cs: tuple, hs: tuple):
-    x_1xBxD = self.wte[token_B][None].astype(self.dtype)
-    x_1xBxD, carries = self._stack(x_1xBxD, tuple(zip(cs, hs)), False)
+    x_1xBxD, carries = self._stack(token_B[None], tuple(zip(cs, hs)), False)
     cs, hs = zip(*carries)
     return self._head(x_1xBxD[0], "bd,vd->bv"), tuple(cs), tuple(hs)
 
