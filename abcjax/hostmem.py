@@ -4,18 +4,21 @@ XLA:CPU allocates every train step's temporaries afresh (1.5 GB a step for GPT t
 256). glibc serves blocks that large with mmap and returns them with munmap, so each step touches
 fresh pages: ~380,000 page faults a step, and matmuls that write big outputs run at half speed.
 With one arena, no mmap and no trimming, glibc reuses the same heap memory every step (0 faults
-after the first steps). Measured on 2 CPU cores: +15-25% tokens/s (BUILD_NOTES, Speed). The cost:
-the process keeps its peak heap until it exits.
+after the first steps). Measured on 2 CPU cores: GPT +20-30% tokens/s, LSTM +10-15% (BUILD_NOTES,
+Speed). The cost: the process keeps its peak heap until it exits.
 
 glibc reads these variables only at process start, so the experiment entry points re-execute
 themselves once with them set (`reexec_with_tuned_malloc`). Code that imports abcjax into its own
 program sets them itself: `env MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
 MALLOC_TRIM_THRESHOLD_=1099511627776 python my_script.py`. ABCJAX_TUNE_MALLOC=0 turns it off.
+Machines with an accelerator (a GPU or TPU device node, or JAX_PLATFORMS naming one) are left
+alone: their steps do not run on the host's allocator, and it was not measured there.
 This module imports nothing heavy: it runs before jax is loaded.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import sys
@@ -26,13 +29,22 @@ MALLOC_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(1 << 40),  # never give the heap's top back to the system
 }
 OPT_OUT = "ABCJAX_TUNE_MALLOC"
+_RESTARTED = "ABCJAX_MALLOC_RESTARTED"  # set in the restarted process: never restart twice
+_ACCELERATOR_NODES = ("/dev/nvidia[0-9]*", "/dev/accel[0-9]*", "/dev/kfd")
+
+
+def _has_accelerator() -> bool:
+  platforms = os.environ.get("JAX_PLATFORMS", "")
+  if platforms:
+    return any(p.strip() not in ("", "cpu") for p in platforms.split(","))
+  return any(glob.glob(pattern) for pattern in _ACCELERATOR_NODES)
 
 
 def applies() -> bool:
-  """Whether this process runs on glibc and the user has not turned the tuning off."""
+  """Whether the tuning is for this process: Linux with glibc, no accelerator, not turned off."""
   if os.environ.get(OPT_OUT, "1") == "0" or not sys.platform.startswith("linux"):
     return False
-  return platform.libc_ver()[0] == "glibc"
+  return platform.libc_ver()[0] == "glibc" and not _has_accelerator()
 
 
 def is_tuned(environ: dict[str, str] | None = None) -> bool:
@@ -51,15 +63,50 @@ def untuned_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
   return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in MALLOC_ENV}
 
 
-def reexec_with_tuned_malloc(module_name: str) -> None:
-  """From an entry point's `__main__`, restart the same command once with MALLOC_ENV set.
+def _launched_as(main_file: str) -> bool:
+  """Whether this process's command line is `python [options] -m MODULE ARGS` or `python [options]
+  FILE ARGS` for `main_file`, with ARGS exactly sys.argv[1:]; not `-c`, stdin, or a host program
+  (runpy, IPython's %run, pdb, a debugger) that runs the entry point inside itself."""
+  argv, i = list(getattr(sys, "orig_argv", []))[1:], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "-m" and i + 1 < len(argv):
+      rest = argv[i + 2:]
+      launched = os.path.realpath(sys.argv[0]) == os.path.realpath(main_file)  # runpy sets argv[0]
+      break
+    if arg in ("-c", "-") or arg.startswith(("-c", "-m")):
+      return False
+    if arg in ("-W", "-X"):
+      i += 2
+      continue
+    if arg.startswith("-"):
+      i += 1
+      continue
+    rest = argv[i + 1:]
+    launched = os.path.realpath(arg) == os.path.realpath(main_file)
+    break
+  else:
+    return False
+  return launched and rest == sys.argv[1:]
 
-  Call it before importing jax. Does nothing when imported (module_name != "__main__"), off glibc,
-  with ABCJAX_TUNE_MALLOC=0, or when the variables are already set. Same interpreter, same
-  interpreter options and arguments (sys.orig_argv), same process id.
+
+def reexec_with_tuned_malloc(module_name: str, module_file: str) -> None:
+  """From an entry point run as a program, restart the same command once with MALLOC_ENV set.
+
+  Call it as `reexec_with_tuned_malloc(__name__, __file__)` before importing jax. Does nothing
+  when imported, when the command line did not launch `module_file` itself (see `_launched_as`),
+  where `applies()` is false, when the variables are already set, or after one restart. Same
+  interpreter, interpreter options, arguments and process id. If the restart fails, the run goes
+  on untuned with a warning.
   """
-  if module_name != "__main__" or not applies() or is_tuned():
+  if (module_name != "__main__" or not applies() or is_tuned() or os.environ.get(_RESTARTED)
+      or not _launched_as(module_file)):
     return
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], tuned_environ())
+  try:
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]],
+              {**tuned_environ(), _RESTARTED: "1"})
+  except OSError as e:
+    print(f"warning: could not restart with the allocator settings ({e}); going on without them "
+          "(abcjax/hostmem.py)", file=sys.stderr, flush=True)

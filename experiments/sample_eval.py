@@ -14,7 +14,7 @@ from __future__ import annotations
 # First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
 from abcjax import hostmem
 
-hostmem.reexec_with_tuned_malloc(__name__)
+hostmem.reexec_with_tuned_malloc(__name__, __file__)
 
 import json
 import pathlib

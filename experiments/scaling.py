@@ -2,7 +2,7 @@ r"""Parts 2 and 3: train every size of a family on the same token budget, fit L 
 
   python -m experiments.scaling --arch=gpt --sizes=tiny,small,medium,large,xl
   python -m experiments.scaling --arch=lstm --sizes=tiny,small,medium,large
-  python -m experiments.scaling --arch=gpt --preset=cpu   # the laptop sweep (~20 min on 2 cores);
+  python -m experiments.scaling --arch=gpt --preset=cpu   # the laptop sweep (~7 min on 2 cores);
                                                          # --preset=auto (default) picks it without a GPU
 
 Outputs go to <workdir>/<arch>/: results CSV, training curves, loss-vs-params fit, summary. With
@@ -12,7 +12,7 @@ Outputs go to <workdir>/<arch>/: results CSV, training curves, loss-vs-params fi
 # First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
 from abcjax import hostmem
 
-hostmem.reexec_with_tuned_malloc(__name__)
+hostmem.reexec_with_tuned_malloc(__name__, __file__)
 
 from absl import app, flags
 

@@ -12,6 +12,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
+from abcjax import hostmem
 from tests.tiny_corpus import build_tiny_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -74,6 +75,9 @@ def test_every_measurement_prints_its_fields(tiny_root, tmp_path):
   assert train["torch_rounds_tokens_per_s"] == [PEER_TOKENS_PER_S] * 2
   assert len(train["rounds_tokens_per_s"]) == 2
   assert train["ratio_vs_torch"] == pytest.approx(train["tokens_per_s"] / PEER_TOKENS_PER_S)
+  # The entry point restarted itself with the allocator settings; the peer ran without them.
+  assert train["malloc_tuned"] == (hostmem.applies() or hostmem.is_tuned())
+  assert train["torch_malloc_tuned"] is False
   for flag, value in (("--layers", "1"), ("--d", "16"), ("--heads", "2"), ("--vocab", "20"),
                       ("--batch", "2"), ("--block", "16")):
     assert f"{flag} {value} " in train["torch_command"] + " "

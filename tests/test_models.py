@@ -358,3 +358,42 @@ def test_lstm_first_layer_table_projection_equals_per_token_projection():
   many = jnp.tile(tokens, (3, 1))                        # 54 tokens > V: table path
   table = model.apply(params, many)[:2]
   np.testing.assert_allclose(np.asarray(table), np.asarray(per_token), rtol=1e-5, atol=1e-5)
+
+
+def test_lstm_manual_backward_carries_the_state_gradients(monkeypatch):
+  """A layer from a random (c0, h0), with a loss on its outputs and on its final (c, h)."""
+  from abcjax.models import lstm
+  config = tiny_config("lstm")
+  layer = lstm.LSTMLayer(config)
+  xproj = jax.random.normal(jax.random.key(0), (7, 3, 4 * config.d_model))
+  carry = tuple(jax.random.normal(jax.random.key(i), (3, config.d_model)) for i in (1, 2))
+  params = layer.init(jax.random.key(3), xproj, carry)
+  weights = [jax.random.normal(jax.random.key(4 + i), s)
+             for i, s in enumerate([(7, 3, config.d_model), (3, config.d_model), (3, config.d_model)])]
+
+  def loss(params, xproj, carry):
+    (c, h), hs = layer.apply(params, xproj, carry)
+    return jnp.sum(hs * weights[0]) + jnp.sum(c * weights[1]) + jnp.sum(h * weights[2])
+
+  grads = {}
+  for manual in (True, False):
+    monkeypatch.setattr(lstm, "manual_lstm_backward", lambda manual=manual: manual)
+    grads[manual] = jax.grad(loss, argnums=(0, 1, 2))(params, xproj, carry)
+  for got, want in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=2e-6)
+  d_params, d_xproj, d_carry = grads[False]
+  for g in (d_params["params"]["hh"]["kernel"], d_xproj, *d_carry):
+    assert float(jnp.max(jnp.abs(g))) > 0
+
+
+def test_cpu_dense_layers_use_the_flat_grad_matmul():
+  from abcjax.models.layers import dense_dot_general, flat_grad_dot_general
+  if jax.default_backend() != "cpu" or jax.device_count() != 1:
+    pytest.skip("the flat-gradient matmul is used on one CPU device only")
+  assert dense_dot_general() is flat_grad_dot_general
+  model = build_model(tiny_config("gpt"))
+  params = model.init(jax.random.PRNGKey(0))
+  jaxpr = str(jax.make_jaxpr(lambda p: model.apply(p, random_tokens((2, 8))))(params))
+  # c_attn, attention c_proj, c_fc, mlp c_proj in each of the 2 blocks.
+  assert jaxpr.count("custom_vjp_call") >= 8

@@ -6,9 +6,9 @@ steps is one matmul outside the time loop; the `nn.scan` body holds only h @ W_h
 The first layer projects the embedding table once, (wte @ W_ih)[tokens], instead of every token's
 embedding: the same numbers from a [V, 4D] matmul in place of a [B*L, 4D] one, when V < B*L.
 Activations run time-major (L, B, D) inside the stack so the scan slices contiguous memory.
-On CPU the recurrence has a hand-written backward pass (`nn.custom_vjp`): the forward scan keeps
-the gate activations, the reverse scan carries only dh and dc, and the W_hh gradient is one
-[D, L*B] x [L*B, 4D] matmul after it, in place of L small accumulating ones inside the loop.
+On one CPU device the recurrence has a hand-written backward pass (`nn.custom_vjp`): the forward
+scan keeps the gate activations, the reverse scan carries only dh and dc, and the W_hh gradient is
+one [D, L*B] x [L*B, 4D] matmul after it, in place of L small accumulating ones inside the loop.
 Decoding carries (c, h) per layer: one scan step per token, no limit on length.
 """
 
@@ -49,13 +49,15 @@ class LSTMRecurrence(nn.Module):
 
 
 def manual_lstm_backward() -> bool:
-  """Whether the recurrence uses its hand-written backward pass: on CPU (measured faster there)."""
-  return jax.default_backend() == "cpu"
+  """Whether the recurrence uses its hand-written backward pass: on one CPU device, where it was
+  measured faster. With several devices autodiff keeps the sharded batch axis (the W_hh gradient
+  here flattens time-major [L, B] and would gather the activations)."""
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
 def _recurrence_backward(residuals, cotangents):
   """Reverse scan over the saved gates; returns (d params, d carry_in, d xproj)."""
-  w_hh, (c0, h0), hs_LxBxD, acts_LxBxG, cs_LxBxD = residuals
+  w_hh, (c0, h0), hs_LxBxD, acts_LxBxG, cs_LxBxD, xproj_dtype_token = residuals
   (dc_last, dh_last), dhs_LxBxD = cotangents
   f32 = jnp.float32
   cs_prev = jnp.concatenate([c0[None], cs_LxBxD[:-1]], axis=0)
@@ -78,7 +80,7 @@ def _recurrence_backward(residuals, cotangents):
   hs_prev = jnp.concatenate([h0[None], hs_LxBxD[:-1]], axis=0)
   d_w_hh = jnp.matmul(hs_prev.reshape(-1, hs_prev.shape[-1]).T.astype(f32),
                       dgates_LxBxG.reshape(-1, dgates_LxBxG.shape[-1]))
-  xproj_dtype = acts_LxBxG.dtype
+  xproj_dtype = xproj_dtype_token.dtype
   return ({"params": {"kernel": d_w_hh.astype(w_hh.dtype)}},
           (dc0.astype(c0.dtype), dh0.astype(h0.dtype)), dgates_LxBxG.astype(xproj_dtype))
 
@@ -91,7 +93,8 @@ def _run_recurrence(scan_module, carry, xproj_LxBxG):
 def _run_recurrence_keeping_gates(scan_module, carry, xproj_LxBxG):
   carry_out, (hs, acts, cs) = scan_module(carry, xproj_LxBxG)
   w_hh = scan_module.variables["params"]["kernel"]
-  return (carry_out, hs), (w_hh, carry, hs, acts, cs)
+  # An empty array carries xproj's dtype to the backward pass, which returns its cotangent.
+  return (carry_out, hs), (w_hh, carry, hs, acts, cs, jnp.zeros((0,), xproj_LxBxG.dtype))
 
 
 _recurrence_with_manual_backward = nn.custom_vjp(

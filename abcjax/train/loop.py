@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from abcjax import hostmem
 from abcjax.data import corpus, loader
 from abcjax.models.configs import ModelConfig, get_config
 from abcjax.models.model import build_model
@@ -109,6 +110,12 @@ class Trainer:
       print(f"note: {cfg.total_tokens:,} tokens are {self.passes:.1f} passes over the train split "
             f"of {self.data_dir}; larger models may overfit (the best checkpoint is kept and "
             "scaling fits use the best validation loss)", flush=True)
+    if jax.default_backend() == "cpu" and hostmem.applies() and not hostmem.is_tuned() \
+        and jax.process_index() == 0:
+      print("note: training on CPU without abcjax's allocator settings: 20-30% slower steps. Set "
+            + " ".join(f"{k}={v}" for k, v in hostmem.MALLOC_ENV.items())
+            + " before starting Python (abcjax/hostmem.py); the experiments do it themselves.",
+            flush=True)
     self.tx = make_optimizer(cfg, self.total_steps)
     self.mesh = step_lib.make_mesh()
     if cfg.batch_size % jax.device_count():
