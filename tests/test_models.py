@@ -388,8 +388,8 @@ def test_lstm_manual_backward_carries_the_state_gradients(monkeypatch):
 
 
 def test_cpu_dense_layers_use_the_flat_grad_matmul():
-  from abcjax.models.layers import dense_dot_general, flat_grad_dot_general
-  if jax.default_backend() != "cpu" or jax.device_count() != 1:
+  from abcjax.models.layers import dense_dot_general, flat_grad_dot_general, single_cpu_device
+  if not single_cpu_device():
     pytest.skip("the flat-gradient matmul is used on one CPU device only")
   assert dense_dot_general() is flat_grad_dot_general
   model = build_model(tiny_config("gpt"))

@@ -66,12 +66,16 @@ def flat_grad_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers, pre
   return _matmul(lhs, rhs)
 
 
-def dense_dot_general():
-  """The matmul for nn.Dense layers: `flat_grad_dot_general` on one CPU device, else XLA's.
+def single_cpu_device() -> bool:
+  """Where the hand-written CPU backward passes run: one CPU device.
 
-  With several devices the batch axis is sharded, and flattening a time-major [L, B, D] input
+  With several devices the batch axis is sharded, and flattening a time-major [L, B, D] array
   would merge it with time and gather the activations onto every device; autodiff keeps them
   sharded there.
   """
-  single_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
-  return flat_grad_dot_general if single_cpu else jax.lax.dot_general
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
+def dense_dot_general():
+  """The matmul for nn.Dense layers: `flat_grad_dot_general` on one CPU device, else XLA's."""
+  return flat_grad_dot_general if single_cpu_device() else jax.lax.dot_general

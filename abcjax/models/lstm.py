@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from abcjax.models.configs import ModelConfig
-from abcjax.models.layers import dense_dot_general, embed
+from abcjax.models.layers import dense_dot_general, embed, single_cpu_device
 
 Params = Any
 DecodeState = dict[str, Any]
@@ -41,18 +41,20 @@ class LSTMRecurrence(nn.Module):
     w_hh = self.param("kernel", nn.initializers.orthogonal(), (self.hidden, 4 * self.hidden))
     gates = xproj_BxG + h_BxD @ w_hh.astype(self.dtype)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-    # The cell state stays float32 whatever the compute dtype.
-    c_BxD = f.astype(jnp.float32) * c_BxD + (i * g).astype(jnp.float32)
+    i, g, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(o)
+    # The forget gate and the cell state stay float32 whatever the compute dtype.
+    f = jax.nn.sigmoid(f.astype(jnp.float32))
+    c_BxD = f * c_BxD + (i * g).astype(jnp.float32)
     h_BxD = (o * jnp.tanh(c_BxD).astype(self.dtype)).astype(self.dtype)
-    return (c_BxD, h_BxD), (h_BxD, jnp.concatenate([i, f, g, o], axis=-1), c_BxD)
+    acts = jnp.concatenate([i, f.astype(self.dtype), g, o], axis=-1)
+    return (c_BxD, h_BxD), (h_BxD, acts, c_BxD)
 
 
 def manual_lstm_backward() -> bool:
   """Whether the recurrence uses its hand-written backward pass: on one CPU device, where it was
   measured faster. With several devices autodiff keeps the sharded batch axis (the W_hh gradient
   here flattens time-major [L, B] and would gather the activations)."""
-  return jax.default_backend() == "cpu" and jax.device_count() == 1
+  return single_cpu_device()
 
 
 def _recurrence_backward(residuals, cotangents):
