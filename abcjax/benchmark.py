@@ -51,14 +51,22 @@ def machine() -> dict[str, Any]:
           "malloc_tuned": hostmem.is_tuned()}
 
 
-def _timed_calls(call: Callable[[], Any], seconds: float, min_calls: int) -> list[float]:
-  """Wall times of repeated `call()`s (each waited for) until both limits are reached."""
+def _timed_calls(call: Callable[[], Any], seconds: float, min_calls: int,
+                 pace: bool = False) -> list[float]:
+  """Wall times of repeated `call()`s (each waited for) until both limits are reached.
+
+  pace: after each timed call, untimed, let XLA free the call's temporaries (hostmem.finish_step),
+  as the trainer does on CPU.
+  """
   times: list[float] = []
   start = time.perf_counter()
   while len(times) < min_calls or time.perf_counter() - start < seconds:
     t0 = time.perf_counter()
-    jax.block_until_ready(call())
+    out = call()
+    jax.block_until_ready(out)
     times.append(time.perf_counter() - t0)
+    if pace:
+      hostmem.finish_step(out)
   return times
 
 
@@ -94,16 +102,47 @@ class TrainBench:
     self.compile_s = time.perf_counter() - t0
     self.flops_per_token = config.flops_per_token()
     self.tokens_per_step = batch * config.block_size
-    # The first calls allocate buffers and grow the heap: keep them out of the timings.
-    for _ in range(3):
-      jax.block_until_ready(self._call())
+    self.pace = hostmem.paces_steps()  # one step at a time on CPU, as the trainer runs them
+    self.warmup_steps, self.warmup_s = self._settle()
 
   def _call(self):
     self.state, metrics = self.step(self.state, self.tokens)
     return metrics["loss"]
 
-  def measure(self, seconds: float, min_steps: int = 3) -> dict[str, Any]:
-    times = _timed_calls(self._call, seconds, min_steps)
+  def _settle(self, min_steps: int = 3, quiet_steps: int = 3, max_seconds: float = 30.0,
+              quiet_faults: int = 1000) -> tuple[int, float]:
+    """Runs untimed steps until the process stops touching new memory -> (steps, seconds).
+
+    The first steps allocate buffers and grow the heap; timing them would measure page faults.
+    Stops after `quiet_steps` steps in a row with fewer than `quiet_faults` new pages each, or after
+    `max_seconds`, and never before `min_steps`. (Without hostmem.finish_step between steps the
+    CPU heap would go on growing for dozens of steps: see hostmem.)
+    """
+    start, steps, quiet = time.perf_counter(), 0, 0
+    while steps < min_steps or (quiet < quiet_steps and time.perf_counter() - start < max_seconds):
+      faults = hardware.minor_page_faults()
+      out = self._call()
+      jax.block_until_ready(out)
+      if self.pace:
+        hostmem.finish_step(out)
+      steps += 1
+      quiet = quiet + 1 if hardware.minor_page_faults() - faults < quiet_faults else 0
+    return steps, time.perf_counter() - start
+
+  def measure(self, seconds: float, min_steps: int = 3, warmup_steps: int = 2) -> dict[str, Any]:
+    """Times steps for `seconds` (at least `min_steps`) after `warmup_steps` untimed ones.
+
+    The untimed steps match the PyTorch reference, which warms 2 steps before each of its runs.
+    """
+    for _ in range(warmup_steps):
+      out = self._call()
+      jax.block_until_ready(out)
+      if self.pace:
+        hostmem.finish_step(out)
+    cpu0, faults0 = hardware.cpu_times(), hardware.minor_page_faults()
+    times = _timed_calls(self._call, seconds, min_steps, pace=self.pace)
+    steal = hardware.steal_fraction(cpu0, hardware.cpu_times())
+    faults_per_step = (hardware.minor_page_faults() - faults0) / len(times)
     step_s = statistics.median(times)
     tokens_per_s = self.tokens_per_step / step_s
     peak = peak_flops(self.config.dtype)
@@ -116,7 +155,9 @@ class TrainBench:
         "attention": attention_impl(self.config) if self.config.arch == "gpt" else None,
         "params": self.config.num_params(), "batch": self.batch, "block": self.config.block_size,
         "dtype": self.config.dtype, "steps": len(times), "step_s": step_s,
-        "step_s_min": min(times), "tokens_per_s": tokens_per_s, "compile_s": self.compile_s,
+        "step_s_min": min(times), "step_s_max": max(times), "tokens_per_s": tokens_per_s,
+        "compile_s": self.compile_s, "warmup_steps": self.warmup_steps, "warmup_s": self.warmup_s,
+        "cpu_steal": steal, "page_faults_per_step": faults_per_step,
         "peak_memory_bytes": memory, "peak_memory_source": memory_source,
         "flops_per_token": self.flops_per_token, "model_flops_per_s": model_flops_per_s,
         **peak, "mfu": hardware.mfu(model_flops_per_s, peak["peak_flops_per_device"]),
@@ -233,17 +274,24 @@ def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, roun
   even when the absolute figures drift.
   """
   ours, theirs, peer_line = [], [], {}
+  steal, faults, torch_steal = [], [], []
   for _ in range(rounds):
     line = bench.measure(seconds)
     ours.append(line["tokens_per_s"])
+    steal.append(line["cpu_steal"])
+    faults.append(line["page_faults_per_step"])
+    cpu0 = hardware.cpu_times()
     peer_line = peer()
+    torch_steal.append(hardware.steal_fraction(cpu0, hardware.cpu_times()))
     theirs.append(peer_line["tokens_per_s"])
   ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
   flops_per_s = bench.flops_per_token * ours_median
   return {**line, "tokens_per_s": ours_median, "step_s": bench.tokens_per_step / ours_median,
           "model_flops_per_s": flops_per_s,
           "mfu": hardware.mfu(flops_per_s, line["peak_flops_per_device"]),
-          "rounds_tokens_per_s": ours, "torch_impl": peer_line.get("impl"),
+          "rounds_tokens_per_s": ours, "rounds_cpu_steal": steal,
+          "rounds_page_faults_per_step": faults, "torch_rounds_cpu_steal": torch_steal,
+          "torch_impl": peer_line.get("impl"),
           "torch_threads": peer_line.get("threads"), "torch_params": peer_line.get("params"),
           "torch_rounds_tokens_per_s": theirs, "torch_tokens_per_s": theirs_median,
           "torch_malloc_tuned": peer_line.get("malloc_tuned"),

@@ -11,6 +11,9 @@ The issue's shapes: GPT tiny of table B (3 layers, 3 heads, 192) and LSTM small 
 With --torch_python the PyTorch reference (--torch_peer) runs in a subprocess with the same shapes,
 alternating with our measurement --rounds times, and the line gains torch_tokens_per_s and
 ratio_vs_torch (medians).
+Each train line also says how clean the timing was: warmup_steps/warmup_s (untimed steps run until
+the heap stopped growing), page_faults_per_step (memory touched for the first time while timed) and
+cpu_steal (share of CPU time the hypervisor gave elsewhere; per round, for the peer too).
 """
 
 from __future__ import annotations

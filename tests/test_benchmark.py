@@ -32,7 +32,8 @@ print(json.dumps({{"impl": "fake", "threads": 1, "params": 0, "tokens_per_s": {P
 
 TRAIN_FIELDS = {"tokens_per_s", "step_s", "compile_s", "peak_memory_bytes", "mfu",
                 "peak_flops_per_device", "peak_source", "flops_per_token", "backend", "n_layer",
-                "d_model", "n_head", "batch", "block", "dtype"}
+                "d_model", "n_head", "batch", "block", "dtype", "cpu_steal",
+                "page_faults_per_step", "step_s_max", "warmup_steps", "warmup_s"}
 
 
 def run_benchmark(*args):
@@ -74,6 +75,12 @@ def test_every_measurement_prints_its_fields(tiny_root, tmp_path):
   # The peer ran once per round with our shapes, and the ratio is of the two medians.
   assert train["torch_rounds_tokens_per_s"] == [PEER_TOKENS_PER_S] * 2
   assert len(train["rounds_tokens_per_s"]) == 2
+  assert train["warmup_steps"] >= 3 and train["warmup_s"] > 0
+  # Host diagnostics per round: the hypervisor's steal (Linux) and our first-touch page faults.
+  assert len(train["rounds_cpu_steal"]) == len(train["torch_rounds_cpu_steal"]) == 2
+  if sys.platform == "linux":
+    assert all(0 <= s <= 1 for s in train["rounds_cpu_steal"] + train["torch_rounds_cpu_steal"])
+  assert all(f >= 0 for f in train["rounds_page_faults_per_step"])
   assert train["ratio_vs_torch"] == pytest.approx(train["tokens_per_s"] / PEER_TOKENS_PER_S)
   # The entry point restarted itself with the allocator settings; the peer ran without them.
   assert train["malloc_tuned"] == (hostmem.applies() or hostmem.is_tuned())
@@ -114,3 +121,14 @@ def test_sizes_select_the_issue_shapes():
   (custom,) = configs_from_flags("--archs=gpt", "--n_layer=2", "--d_model=128", "--block=64")
   assert (custom.size, custom.n_layer, custom.n_head, custom.d_model, custom.block_size) == (
       "custom", 2, 2, 128, 64)
+
+
+def test_steal_fraction_is_the_stolen_share_of_the_interval():
+  from abcjax.train import hardware
+  assert hardware.steal_fraction((10, 1000), (30, 1100)) == pytest.approx(0.2)
+  assert hardware.steal_fraction(None, (30, 1100)) is None
+  assert hardware.steal_fraction((10, 1000), (10, 1000)) is None  # no time passed
+  now = hardware.cpu_times()
+  if sys.platform == "linux":
+    stolen, total = now
+    assert 0 <= stolen <= total

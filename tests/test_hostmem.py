@@ -91,3 +91,20 @@ def test_imports_do_not_restart(monkeypatch):
     raise AssertionError(f"execve called: {args}")
   monkeypatch.setattr(os, "execve", fail)
   hostmem.reexec_with_tuned_malloc("experiments.scaling", str(REPO / "experiments" / "scaling.py"))
+
+
+def test_steps_are_paced_only_on_cpu_with_the_kept_heap(monkeypatch):
+  import jax
+  for key in KEYS:
+    monkeypatch.delenv(key, raising=False)
+  assert not hostmem.paces_steps()
+  for key, value in hostmem.MALLOC_ENV.items():
+    monkeypatch.setenv(key, value)
+  assert hostmem.paces_steps() == (jax.default_backend() == "cpu")
+
+
+def test_finish_step_waits_for_the_outputs():
+  import jax.numpy as jnp
+  out = {"x": jnp.arange(3) * 2}
+  hostmem.finish_step(out)
+  assert out["x"].is_ready()

@@ -65,6 +65,33 @@ def mfu(model_flops_per_s: float, peak_per_device: float) -> float:
   return model_flops_per_s / (peak_per_device * jax.device_count())
 
 
+def cpu_times() -> tuple[int, int] | None:
+  """(stolen, total) CPU time of the whole machine so far, in clock ticks; None off Linux.
+
+  Steal is time the hypervisor gave this VM's virtual CPUs to someone else: a timing taken while it
+  rises measures the host's load, not the code.
+  """
+  try:
+    with open("/proc/stat") as f:
+      fields = [int(x) for x in f.readline().split()[1:]]
+  except (OSError, ValueError):
+    return None
+  # user nice system idle iowait irq softirq steal [guest guest_nice, already inside user/nice]
+  return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+  """Share of the CPU time between two `cpu_times()` readings that the hypervisor stole."""
+  if before is None or after is None or after[1] <= before[1]:
+    return None
+  return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def minor_page_faults() -> int:
+  """Minor page faults of this process so far: memory it touched for the first time."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def peak_memory_bytes() -> tuple[int, str]:
   """Peak memory in use on the first local device, or the process's peak RSS on CPU."""
   device = jax.local_devices()[0]

@@ -116,6 +116,8 @@ class Trainer:
             + " ".join(f"{k}={v}" for k, v in hostmem.MALLOC_ENV.items())
             + " before starting Python (abcjax/hostmem.py); the experiments do it themselves.",
             flush=True)
+    # On CPU with the kept heap, one step at a time: the heap stays at one step's temporaries.
+    self._pace_steps = hostmem.paces_steps()
     self.tx = make_optimizer(cfg, self.total_steps)
     self.mesh = step_lib.make_mesh()
     if cfg.batch_size % jax.device_count():
@@ -167,6 +169,8 @@ class Trainer:
         process_index=jax.process_index(), process_count=jax.process_count()):
       sums.append(self.eval_step(params, step_lib.global_batch(batch, self.mesh),
                                  step_lib.global_batch(weights, self.mesh)))
+      if self._pace_steps:
+        hostmem.finish_step(sums[-1])
     for loss_sum, weight_sum in jax.device_get(sums):
       total += float(loss_sum)
       count += float(weight_sum)
@@ -239,6 +243,8 @@ class Trainer:
         while step_no < stop_at:
           batch = step_lib.global_batch(next(it), self.mesh)
           state, m = self.train_step(state, batch)
+          if self._pace_steps:
+            hostmem.finish_step(state)
           step_no += 1
           pending.append((step_no, m))
           interval_steps += 1
