@@ -55,18 +55,17 @@ def _timed_calls(call: Callable[[], Any], seconds: float, min_calls: int,
                  pace: bool = False) -> list[float]:
   """Wall times of repeated `call()`s (each waited for) until both limits are reached.
 
-  pace: after each timed call, untimed, let XLA free the call's temporaries (hostmem.finish_step),
-  as the trainer does on CPU.
+  pace: after each timed call, untimed, give XLA STEP_GAP_S to free the call's temporaries, as the
+  trainer does on CPU (hostmem.finish_step).
   """
   times: list[float] = []
   start = time.perf_counter()
   while len(times) < min_calls or time.perf_counter() - start < seconds:
     t0 = time.perf_counter()
-    out = call()
-    jax.block_until_ready(out)
+    jax.block_until_ready(call())
     times.append(time.perf_counter() - t0)
     if pace:
-      hostmem.finish_step(out)
+      time.sleep(hostmem.STEP_GAP_S)
   return times
 
 
@@ -109,22 +108,28 @@ class TrainBench:
     self.state, metrics = self.step(self.state, self.tokens)
     return metrics["loss"]
 
+  def _untimed_step(self) -> None:
+    out = self._call()
+    if self.pace:
+      hostmem.finish_step(out)
+    else:
+      jax.block_until_ready(out)
+
   def _settle(self, min_steps: int = 3, quiet_steps: int = 3, max_seconds: float = 30.0,
               quiet_faults: int = 1000) -> tuple[int, float]:
     """Runs untimed steps until the process stops touching new memory -> (steps, seconds).
 
     The first steps allocate buffers and grow the heap; timing them would measure page faults.
-    Stops after `quiet_steps` steps in a row with fewer than `quiet_faults` new pages each, or after
-    `max_seconds`, and never before `min_steps`. (Without hostmem.finish_step between steps the
-    CPU heap would go on growing for dozens of steps: see hostmem.)
+    With the kept heap (steps paced, see hostmem) it stops after `quiet_steps` steps in a row with
+    fewer than `quiet_faults` new pages each, or after `max_seconds`, never before `min_steps`.
+    Without it every step maps fresh memory (~380,000 faults for GPT tiny), which is its steady
+    state: then `min_steps` are run and no more.
     """
     start, steps, quiet = time.perf_counter(), 0, 0
-    while steps < min_steps or (quiet < quiet_steps and time.perf_counter() - start < max_seconds):
+    while steps < min_steps or (self.pace and quiet < quiet_steps
+                                and time.perf_counter() - start < max_seconds):
       faults = hardware.minor_page_faults()
-      out = self._call()
-      jax.block_until_ready(out)
-      if self.pace:
-        hostmem.finish_step(out)
+      self._untimed_step()
       steps += 1
       quiet = quiet + 1 if hardware.minor_page_faults() - faults < quiet_faults else 0
     return steps, time.perf_counter() - start
@@ -135,10 +140,7 @@ class TrainBench:
     The untimed steps match the PyTorch reference, which warms 2 steps before each of its runs.
     """
     for _ in range(warmup_steps):
-      out = self._call()
-      jax.block_until_ready(out)
-      if self.pace:
-        hostmem.finish_step(out)
+      self._untimed_step()
     cpu0, faults0 = hardware.cpu_times(), hardware.minor_page_faults()
     times = _timed_calls(self._call, seconds, min_steps, pace=self.pace)
     steal = hardware.steal_fraction(cpu0, hardware.cpu_times())
@@ -274,23 +276,30 @@ def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, roun
   even when the absolute figures drift.
   """
   ours, theirs, peer_line = [], [], {}
-  steal, faults, torch_steal = [], [], []
+  steal, faults, torch_steal, step_min, step_max = [], [], [], [], []
   for _ in range(rounds):
     line = bench.measure(seconds)
     ours.append(line["tokens_per_s"])
     steal.append(line["cpu_steal"])
     faults.append(line["page_faults_per_step"])
+    step_min.append(line["step_s_min"])
+    step_max.append(line["step_s_max"])
     cpu0 = hardware.cpu_times()
     peer_line = peer()
     torch_steal.append(hardware.steal_fraction(cpu0, hardware.cpu_times()))
     theirs.append(peer_line["tokens_per_s"])
   ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
   flops_per_s = bench.flops_per_token * ours_median
+  worst = lambda xs: max((x for x in xs if x is not None), default=None)
+  # Extremes over every round, not the last round's: a bad round must show at the top level too.
   return {**line, "tokens_per_s": ours_median, "step_s": bench.tokens_per_step / ours_median,
+          "step_s_min": min(step_min), "step_s_max": max(step_max), "cpu_steal": worst(steal),
+          "page_faults_per_step": max(faults),
           "model_flops_per_s": flops_per_s,
           "mfu": hardware.mfu(flops_per_s, line["peak_flops_per_device"]),
           "rounds_tokens_per_s": ours, "rounds_cpu_steal": steal,
-          "rounds_page_faults_per_step": faults, "torch_rounds_cpu_steal": torch_steal,
+          "rounds_page_faults_per_step": faults,
+          "torch_rounds_cpu_steal": torch_steal,  # over each peer run, start-up included
           "torch_impl": peer_line.get("impl"),
           "torch_threads": peer_line.get("threads"), "torch_params": peer_line.get("params"),
           "torch_rounds_tokens_per_s": theirs, "torch_tokens_per_s": theirs_median,

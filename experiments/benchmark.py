@@ -13,7 +13,9 @@ alternating with our measurement --rounds times, and the line gains torch_tokens
 ratio_vs_torch (medians).
 Each train line also says how clean the timing was: warmup_steps/warmup_s (untimed steps run until
 the heap stopped growing), page_faults_per_step (memory touched for the first time while timed) and
-cpu_steal (share of CPU time the hypervisor gave elsewhere; per round, for the peer too).
+cpu_steal (share of CPU time the hypervisor gave elsewhere during the timed steps); the top-level
+figures are the worst round's, and rounds_* list each round (torch_rounds_cpu_steal: over each peer
+run, its start-up included).
 """
 
 from __future__ import annotations

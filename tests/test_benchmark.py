@@ -75,12 +75,11 @@ def test_every_measurement_prints_its_fields(tiny_root, tmp_path):
   # The peer ran once per round with our shapes, and the ratio is of the two medians.
   assert train["torch_rounds_tokens_per_s"] == [PEER_TOKENS_PER_S] * 2
   assert len(train["rounds_tokens_per_s"]) == 2
-  assert train["warmup_steps"] >= 3 and train["warmup_s"] > 0
-  # Host diagnostics per round: the hypervisor's steal (Linux) and our first-touch page faults.
+  # Host diagnostics per round, and the worst of them at the top level.
   assert len(train["rounds_cpu_steal"]) == len(train["torch_rounds_cpu_steal"]) == 2
-  if sys.platform == "linux":
-    assert all(0 <= s <= 1 for s in train["rounds_cpu_steal"] + train["torch_rounds_cpu_steal"])
-  assert all(f >= 0 for f in train["rounds_page_faults_per_step"])
+  assert all(s is None or 0 <= s <= 1 for s in train["rounds_cpu_steal"] + train["torch_rounds_cpu_steal"])
+  assert train["page_faults_per_step"] == max(train["rounds_page_faults_per_step"])
+  assert train["step_s_min"] <= train["step_s"] <= train["step_s_max"]
   assert train["ratio_vs_torch"] == pytest.approx(train["tokens_per_s"] / PEER_TOKENS_PER_S)
   # The entry point restarted itself with the allocator settings; the peer ran without them.
   assert train["malloc_tuned"] == (hostmem.applies() or hostmem.is_tuned())

@@ -69,6 +69,26 @@ def test_resume_is_bit_for_bit(data_dir, tmp_path):
   trainer_b.ckpt.close()
 
 
+def test_paced_steps_train_the_same_numbers(data_dir, tmp_path, monkeypatch):
+  """On CPU with the allocator settings, the trainer waits for each step (hostmem.finish_step),
+  train steps and eval batches alike, and trains the same numbers bit for bit."""
+  from abcjax import hostmem
+  cfg = tiny_config(data_dir)
+  for key in hostmem.MALLOC_ENV:
+    monkeypatch.delenv(key, raising=False)
+  loop.train(cfg, tmp_path / "free")
+  calls = []
+  real = hostmem.finish_step
+  monkeypatch.setattr(hostmem, "finish_step", lambda out: (calls.append(1), real(out)))
+  for key, value in hostmem.MALLOC_ENV.items():
+    monkeypatch.setenv(key, value)
+  loop.train(cfg, tmp_path / "paced")
+  assert read_losses(tmp_path / "free") == read_losses(tmp_path / "paced")
+  # 24 train steps, plus the eval batches of 2 validations and 2 tests.
+  assert len(calls) > 24 if hostmem.paces_steps() else not calls
+  assert json.loads((tmp_path / "paced" / "config.json").read_text())["paced_steps"] == bool(calls)
+
+
 def test_finished_run_is_not_retrained(data_dir, tmp_path):
   cfg = tiny_config(data_dir, tokens=6 * 8 * 32)
   first = loop.train(cfg, tmp_path)

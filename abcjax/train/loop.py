@@ -153,6 +153,9 @@ class Trainer:
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "device_kind": jax.devices()[0].device_kind,
+        # Host settings that move CPU speed and memory (hostmem): how this run's figures were made.
+        "malloc_tuned": hostmem.is_tuned(),
+        "paced_steps": self._pace_steps,
     }
 
   # -- evaluation ---------------------------------------------------------------------------------
