@@ -275,26 +275,23 @@ def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, roun
   Alternating in one run exposes both to the same background load, so the ratio means something
   even when the absolute figures drift.
   """
-  ours, theirs, peer_line = [], [], {}
-  steal, faults, torch_steal, step_min, step_max = [], [], [], [], []
+  lines, peer_lines, torch_steal = [], [], []
   for _ in range(rounds):
-    line = bench.measure(seconds)
-    ours.append(line["tokens_per_s"])
-    steal.append(line["cpu_steal"])
-    faults.append(line["page_faults_per_step"])
-    step_min.append(line["step_s_min"])
-    step_max.append(line["step_s_max"])
+    lines.append(bench.measure(seconds))
     cpu0 = hardware.cpu_times()
-    peer_line = peer()
+    peer_lines.append(peer())
     torch_steal.append(hardware.steal_fraction(cpu0, hardware.cpu_times()))
-    theirs.append(peer_line["tokens_per_s"])
+  per_round = lambda key, xs=lines: [x[key] for x in xs]
+  ours, theirs = per_round("tokens_per_s"), per_round("tokens_per_s", peer_lines)
+  steal, faults = per_round("cpu_steal"), per_round("page_faults_per_step")
+  line, peer_line = lines[-1], peer_lines[-1]
   ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
   flops_per_s = bench.flops_per_token * ours_median
   worst = lambda xs: max((x for x in xs if x is not None), default=None)
   # Extremes over every round, not the last round's: a bad round must show at the top level too.
   return {**line, "tokens_per_s": ours_median, "step_s": bench.tokens_per_step / ours_median,
-          "step_s_min": min(step_min), "step_s_max": max(step_max), "cpu_steal": worst(steal),
-          "page_faults_per_step": max(faults),
+          "step_s_min": min(per_round("step_s_min")), "step_s_max": max(per_round("step_s_max")),
+          "cpu_steal": worst(steal), "page_faults_per_step": max(faults),
           "model_flops_per_s": flops_per_s,
           "mfu": hardware.mfu(flops_per_s, line["peak_flops_per_device"]),
           "rounds_tokens_per_s": ours, "rounds_cpu_steal": steal,

@@ -50,11 +50,16 @@ def _has_accelerator() -> bool:
   return any(glob.glob(pattern) for pattern in _ACCELERATOR_NODES)
 
 
+def _glibc_linux() -> bool:
+  """Whether this process's malloc is glibc's on Linux, the allocator MALLOC_ENV speaks to."""
+  return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
 def applies() -> bool:
   """Whether the tuning is for this process: Linux with glibc, no accelerator, not turned off."""
-  if os.environ.get(OPT_OUT, "1") == "0" or not sys.platform.startswith("linux"):
+  if os.environ.get(OPT_OUT, "1") == "0":
     return False
-  return platform.libc_ver()[0] == "glibc" and not _has_accelerator()
+  return _glibc_linux() and not _has_accelerator()
 
 
 def is_tuned(environ: dict[str, str] | None = None) -> bool:
@@ -68,8 +73,7 @@ def paces_steps() -> bool:
   by MALLOC_ENV (elsewhere a step's blocks are not held by a never-trimmed heap)."""
   import jax  # only here: this module is imported before jax is loaded
 
-  return (jax.default_backend() == "cpu" and is_tuned() and sys.platform.startswith("linux")
-          and platform.libc_ver()[0] == "glibc")
+  return jax.default_backend() == "cpu" and is_tuned() and _glibc_linux()
 
 
 def finish_step(outputs) -> None:
