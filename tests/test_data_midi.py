@@ -124,6 +124,27 @@ def test_hung_midi2abc_is_killed_and_counted(tmp_path, monkeypatch):
   assert again["files_rejected"]["midi2abc_timeout"] == 1
 
 
+def test_midi_conversion_runs_a_bounded_window_ahead(tmp_path, monkeypatch):
+  """Results stream in path order; at most 4 per worker are converted ahead of the consumer."""
+  midi_dir = tmp_path / "midi"
+  midi_dir.mkdir()
+  for i in range(40):
+    (midi_dir / f"s{i:02d}.mid").write_bytes(b"MThd stand-in")
+  fake = tmp_path / "fake_midi2abc"
+  fake.write_text("#!/bin/sh\nprintf 'X:1\\nT: from %s\\nK:C\\nabc|\\n' \"$2\"\n")
+  fake.chmod(0o755)
+  monkeypatch.setattr(sources, "MIDI2ABC", str(fake))
+  stats = {}
+  files = sources.iter_midi_dir(midi_dir, tmp_path / "cache", stats, workers=2, progress=False)
+  first = next(files)
+  assert first.path == "s00.mid" and b"T: from s00.mid" in first.data
+  time.sleep(0.5)  # time enough for unbounded workers to convert far ahead
+  assert len(list((tmp_path / "cache").glob("*.abc"))) <= 4 * 2 + 1
+  rest = list(files)
+  assert [f.path for f in rest] == [f"s{i:02d}.mid" for i in range(1, 40)]
+  assert stats["midi2abc_runs"] == 40 and stats["midi_cache_hits"] == 0
+
+
 def test_missing_midi2abc_says_how_to_install(tmp_path, monkeypatch):
   (tmp_path / "midi").mkdir()
   (tmp_path / "midi" / "a.mid").write_bytes(midi_bytes([60]))

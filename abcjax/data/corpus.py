@@ -11,15 +11,19 @@ Folder layout (what `build_corpus` writes):
 
 from __future__ import annotations
 
+import array
 import collections
+import hashlib
 import json
 import os
 import pathlib
 import shutil
 import tempfile
 import time
+from typing import Iterator
 
 import numpy as np
+import tqdm
 
 from abcjax.data import abc_text, sources
 from abcjax.data.vocab import Vocab
@@ -56,12 +60,12 @@ def _split_indices(n: int, fractions, seed: int) -> dict[str, np.ndarray]:
   return {name: np.sort(parts[name]) for name in SPLITS}
 
 
-def _percentiles(lengths: list[int]) -> dict[str, float]:
-  if not lengths:
+def _percentiles(lengths: np.ndarray) -> dict[str, float]:
+  if not len(lengths):
     return {}
   p5, p50, p95 = np.percentile(lengths, [5, 50, 95])
   return {"p5": round(float(p5), 1), "p50": round(float(p50), 1), "p95": round(float(p95), 1),
-          "max": int(max(lengths)), "mean": round(float(np.mean(lengths)), 1)}
+          "max": int(np.max(lengths)), "mean": round(float(np.mean(lengths)), 1)}
 
 
 def _tsv_field(value) -> str:
@@ -73,6 +77,101 @@ def _char_counts(counter: collections.Counter) -> dict[str, int]:
   return {ascii(c)[1:-1]: n for c, n in counter.most_common()}
 
 
+def _digest(text: str) -> bytes:
+  # Duplicate detection keeps 16-byte digests, not tune texts (a collision needs ~2**64 tunes).
+  return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class _Spool:
+  """The kept tunes, in source order, in one file on disk (UTF-8), readable back by index.
+
+  The corpus is read from its source once; splitting, the vocabulary and encoding then read the
+  tunes back from here in chunks, so memory holds a chunk, never the corpus.
+  """
+
+  CHUNK_CHARS = 1 << 22  # ~30 bytes of working memory per character of a chunk
+
+  def __init__(self, path: pathlib.Path):
+    self.path = path
+    self._fh = open(path, "w+b")
+    self.ends = array.array("q")  # byte offset where each tune ends
+
+  def __len__(self) -> int:
+    return len(self.ends)
+
+  def append(self, tune: str) -> None:
+    self._fh.write(tune.encode("utf-8"))
+    self.ends.append(self._fh.tell())
+
+  def chunks(self, indices: np.ndarray) -> Iterator[list[str]]:
+    """The tunes at `indices` (ascending), as lists of about CHUNK_CHARS characters."""
+    self._fh.flush()
+    chunk, size = [], 0
+    for i in indices:
+      start = self.ends[i - 1] if i else 0
+      self._fh.seek(start)
+      chunk.append(self._fh.read(self.ends[i] - start).decode("utf-8"))
+      size += len(chunk[-1])
+      if size >= self.CHUNK_CHARS:
+        yield chunk
+        chunk, size = [], 0
+    if chunk:
+      yield chunk
+
+  def close(self) -> None:
+    self._fh.close()
+    self.path.unlink(missing_ok=True)
+
+
+class _Rejects:
+  """rejects.tsv, written row by row as the build goes, renamed into place by `publish`."""
+
+  def __init__(self, path: pathlib.Path):
+    self.path, self.tmp = path, path.with_name(path.name + ".tmp")
+    self._fh = open(self.tmp, "w", encoding="utf-8")
+    self._fh.write("path\ttune_index\treason\tdetail\n")
+
+  def add(self, path: str, tune_index: int, reason: str, detail: str) -> None:
+    self._fh.write("\t".join(_tsv_field(v) for v in (path, tune_index, reason, detail)) + "\n")
+
+  def publish(self) -> None:
+    self._fh.close()
+    os.replace(self.tmp, self.path)
+
+  def close(self) -> None:
+    self._fh.close()
+    self.tmp.unlink(missing_ok=True)
+
+
+def _write_split(out_dir: pathlib.Path, name: str, chunks: Iterator[list[str]], n_tokens: int,
+                 vocab: Vocab, progress: bool) -> tuple[int, collections.Counter]:
+  """Writes <name>.txt and <name>.npy chunk by chunk. Returns (UNK tokens, chars not in vocab)."""
+  txt_tmp, npy_tmp = out_dir / f"{name}.txt.tmp", out_dir / f"{name}.npy.tmp"
+  unk_tokens, not_in_vocab, written = 0, collections.Counter(), 0
+  bar = tqdm.tqdm(total=n_tokens, desc=f"writing {name}", unit="char", unit_scale=True,
+                  disable=not progress)
+  with bar, open(txt_tmp, "w", encoding="utf-8", newline="") as txt, open(npy_tmp, "wb") as npy:
+    # The header np.save writes for a 1-D array of this length, then the data in pieces.
+    disk_dtype = np.dtype(TOKEN_DTYPE).newbyteorder("<")
+    np.lib.format.write_array_header_1_0(npy, {"descr": np.lib.format.dtype_to_descr(disk_dtype),
+                                               "fortran_order": False, "shape": (n_tokens,)})
+    for chunk in chunks:
+      text = abc_text.join_tunes(chunk)
+      ids = vocab.encode_tunes(chunk).astype(disk_dtype)
+      txt.write(text)
+      npy.write(ids.tobytes())
+      written += ids.size
+      bar.update(ids.size)
+      unk = np.flatnonzero(ids == vocab.unk_id)
+      unk_tokens += unk.size
+      not_in_vocab.update(text[i] for i in unk if text[i] != abc_text.UNK_CHAR)
+  if written != n_tokens:
+    raise RuntimeError(f"{name}.npy: wrote {written} tokens, expected {n_tokens}")
+  os.replace(txt_tmp, out_dir / f"{name}.txt")
+  os.replace(npy_tmp, out_dir / f"{name}.npy")
+  return unk_tokens, not_in_vocab
+
+
 def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int = 0,
                  dedup: bool = False, split_fractions=(0.98, 0.01, 0.01), workers: int | None = None,
                  timeout_s: float = 60.0, progress: bool = True,
@@ -82,6 +181,12 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
   Bad input files and tunes never stop the build: each is counted by reason in stats.json and
   listed in rejects.tsv. Exact duplicate tunes are counted always and dropped only with dedup=True.
   `max_files` keeps the first N input files (for quick runs and tests).
+
+  Memory stays bounded whatever the corpus size: files stream from the source one at a time, kept
+  tunes are spooled to a file in out_dir, and the splits are written from there in chunks. Per
+  kept tune only a few dozen bytes stay in memory (offsets, lengths, digests for duplicates). Disk:
+  the spool (about the corpus size) until the build ends, beside the outputs (text + 2 bytes per
+  token).
   """
   start = time.perf_counter()
   out_dir = pathlib.Path(out_dir)
@@ -89,97 +194,113 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
   for name in OUTPUT_FILES:  # a failed rebuild must not leave old and new files mixed
     (out_dir / name).unlink(missing_ok=True)
 
-  files, source_stats = sources.load_source(source, input_dir=input_dir, cache_root=out_dir,
+  files, source_stats = sources.iter_source(source, input_dir=input_dir, cache_root=out_dir,
                                             workers=workers, timeout_s=timeout_s,
                                             progress=progress, max_files=max_files)
-  rejects: list[tuple[str, int, str, str]] = []
+  spool, rejects = _Spool(out_dir / ".tunes.spool"), _Rejects(out_dir / "rejects.tsv")
+  try:
+    return _build(out_dir, files, source_stats, spool, rejects, start=start, source=source,
+                  input_dir=input_dir, seed=seed, dedup=dedup, split_fractions=split_fractions,
+                  progress=progress)
+  finally:
+    spool.close()
+    rejects.close()
+    for name in OUTPUT_FILES:  # an interrupted build leaves no half-written file behind
+      (out_dir / f"{name}.tmp").unlink(missing_ok=True)
+
+
+def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats: dict,
+           spool: _Spool, rejects: _Rejects, *, start: float, source: str, input_dir, seed: int,
+           dedup: bool, split_fractions, progress: bool) -> dict:
   file_reasons: collections.Counter = collections.Counter()
   tune_reasons: collections.Counter = collections.Counter()
   policy_unk: collections.Counter = collections.Counter()
-  tunes: list[str] = []
-  origins: list[tuple[str, int]] = []
-  input_bytes = text_chars = tunes_found = latin1_files = preamble_files = 0
+  # Per kept tune, in spool order: length, UNK in its music, and where it came from.
+  lengths, body_unk = array.array("q"), array.array("b")
+  origin_file, origin_tune, origin_paths = array.array("q"), array.array("q"), []
+  first_seen: dict[bytes, int] = {}
+  duplicates: list[tuple[int, int]] = []  # (tune, the earlier tune it repeats)
+  without_x: set[bytes] = set()
+  files_read = input_bytes = text_chars = tunes_found = latin1_files = preamble_files = 0
   for f in files:
+    files_read += 1
     input_bytes += f.input_bytes
     if f.data is None:
       file_reasons[f.reason] += 1
-      rejects.append((f.path, -1, f.reason, f.detail))
+      rejects.add(f.path, -1, f.reason, f.detail)
       continue
     decoded = abc_text.decode_bytes(f.data)
     if decoded.text is None:
       file_reasons[decoded.reason] += 1
-      rejects.append((f.path, -1, decoded.reason, decoded.detail))
+      rejects.add(f.path, -1, decoded.reason, decoded.detail)
       continue
     if decoded.reason == "decoded_latin1":
       latin1_files += 1
-      rejects.append((f.path, -1, "decoded_latin1", f"kept, not rejected: {decoded.detail}"))
+      rejects.add(f.path, -1, "decoded_latin1", f"kept, not rejected: {decoded.detail}")
     text_chars += len(decoded.text)
     preamble, raw_tunes = abc_text.split_tunes(decoded.text)
     if not raw_tunes:
       file_reasons["no_X_line"] += 1
-      rejects.append((f.path, -1, "no_X_line", f"{len(decoded.text)} chars, no line starts with X:"))
+      rejects.add(f.path, -1, "no_X_line", f"{len(decoded.text)} chars, no line starts with X:")
       continue
     preamble_files += any(abc_text.strip_comment(line).strip() for line in preamble.split("\n"))
+    origin_paths.append(f.path)
     for index, raw in enumerate(raw_tunes):
       tunes_found += 1
       tune, reason = abc_text.clean_tune(raw)
       if reason is not None:
         tune_reasons[reason] += 1
-        rejects.append((f.path, index, reason, raw.split("\n", 1)[0][:80]))
+        rejects.add(f.path, index, reason, raw.split("\n", 1)[0][:80])
         continue
       tune, replaced = abc_text.apply_char_policy(tune)
       policy_unk.update(replaced)
-      tunes.append(tune)
-      origins.append((f.path, index))
+      i = len(spool)
+      first = first_seen.setdefault(_digest(tune), i)
+      if first != i:
+        duplicates.append((i, first))
+      without_x.add(_digest(tune.split("\n", 1)[1]))
+      spool.append(tune)
+      lengths.append(len(tune))
+      body_unk.append(abc_text.body_has_unk(tune))
+      origin_file.append(len(origin_paths) - 1)
+      origin_tune.append(index)
 
-  first_seen: dict[str, int] = {}
-  duplicates = []
-  for i, tune in enumerate(tunes):
-    if first_seen.setdefault(tune, i) != i:
-      duplicates.append(i)
-  without_x = {tune.split("\n", 1)[1] for tune in tunes}
+  keep = np.ones(len(spool), bool)
   if dedup and duplicates:
-    for i in duplicates:
-      path, index = origins[i]
-      first_path, first_index = origins[first_seen[tunes[i]]]
-      rejects.append((path, index, "duplicate", f"same as {first_path} tune {first_index}"))
+    for i, first in duplicates:
+      rejects.add(origin_paths[origin_file[i]], origin_tune[i], "duplicate",
+                  f"same as {origin_paths[origin_file[first]]} tune {origin_tune[first]}")
+      keep[i] = False
     tune_reasons["duplicate"] += len(duplicates)
-    dropped = set(duplicates)
-    tunes = [t for i, t in enumerate(tunes) if i not in dropped]
-
-  _write_atomic(out_dir / "rejects.tsv", lambda p: p.write_text(
-      "path\ttune_index\treason\tdetail\n"
-      + "".join("\t".join(_tsv_field(v) for v in row) + "\n" for row in rejects), encoding="utf-8"))
-  if not tunes:
+  rejects.publish()
+  if not keep.any():
     raise ValueError(f"no tune survived cleaning (files rejected: {dict(file_reasons)}, tunes "
                      f"rejected: {dict(tune_reasons)}); see {out_dir / 'rejects.tsv'}")
 
-  split_tunes = {name: [tunes[i] for i in idx]
-                 for name, idx in _split_indices(len(tunes), split_fractions, seed).items()}
-  vocab = Vocab.build(split_tunes["train"])
+  kept = np.flatnonzero(keep)
+  lengths_np = np.frombuffer(lengths, np.int64) if lengths else np.zeros(0, np.int64)
+  split_tunes = {name: kept[idx]
+                 for name, idx in _split_indices(len(kept), split_fractions, seed).items()}
+  vocab = Vocab.build("".join(chunk) for chunk in spool.chunks(split_tunes["train"]))
   if len(vocab) > np.iinfo(TOKEN_DTYPE).max:
     raise ValueError(f"vocabulary of {len(vocab)} does not fit {TOKEN_DTYPE.__name__}")
   _write_atomic(out_dir / "vocab.json", vocab.save)
   per_split, unk_tokens, not_in_vocab = {}, {}, collections.Counter()
-  for name, split in split_tunes.items():
-    text = abc_text.join_tunes(split)
-    ids = vocab.encode_tunes(split).astype(TOKEN_DTYPE)
-    _write_atomic(out_dir / f"{name}.txt", lambda p: p.write_text(text, encoding="utf-8", newline=""))
-    with open(out_dir / f"{name}.npy.tmp", "wb") as fh:
-      np.save(fh, ids)
-    os.replace(out_dir / f"{name}.npy.tmp", out_dir / f"{name}.npy")
-    unk_tokens[name] = int(np.count_nonzero(ids == vocab.unk_id))
-    not_in_vocab.update(text[i] for i in np.flatnonzero(ids == vocab.unk_id)
-                        if text[i] != abc_text.UNK_CHAR)
-    per_split[name] = {"tunes": len(split), "chars": len(text), "tokens": int(ids.size)}
+  for name, idx in split_tunes.items():
+    # Each tune and its separator: "\n" in the text, EOT in the tokens.
+    n_tokens = int(lengths_np[idx].sum()) + len(idx)
+    unk_tokens[name], missing = _write_split(out_dir, name, spool.chunks(idx), n_tokens, vocab,
+                                                 progress)
+    not_in_vocab.update(missing)
+    per_split[name] = {"tunes": len(idx), "chars": n_tokens, "tokens": n_tokens}
 
   elapsed = time.perf_counter() - start
   stats = {
       "source": source,
       "input_dir": None if input_dir is None else str(input_dir),
       "source_details": source_stats,
-      "files_read": len(files),
-      "files_kept": len(files) - sum(file_reasons.values()),
+      "files_read": files_read,
+      "files_kept": files_read - sum(file_reasons.values()),
       "files_rejected": dict(file_reasons),
       "files_decoded_latin1": latin1_files,
       "files_with_preamble": preamble_files,
@@ -187,9 +308,9 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
       "text_chars": text_chars,
       "tunes_found": tunes_found,
       "tunes_rejected": dict(tune_reasons),
-      "tunes_kept": len(tunes),
+      "tunes_kept": int(keep.sum()),
       "exact_duplicates": len(duplicates),
-      "duplicates_ignoring_X_line": len(origins) - len(without_x),
+      "duplicates_ignoring_X_line": len(spool) - len(without_x),
       "dedup": dedup,
       "splits": per_split,
       "split_fractions": list(split_fractions),
@@ -198,11 +319,11 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
           "policy": "printable ASCII + newline kept, tab -> space, anything else -> UNK (U+FFFD in .txt)",
           "chars_replaced_by_policy": _char_counts(policy_unk),
           "chars_replaced_total": sum(policy_unk.values()),
-          "tunes_with_unk_in_body": sum(abc_text.body_has_unk(t) for t in tunes),
+          "tunes_with_unk_in_body": int(np.frombuffer(body_unk, np.int8)[keep].sum()),
           "val_test_chars_not_in_train_vocab": _char_counts(not_in_vocab),
           "unk_tokens_per_split": unk_tokens,
       },
-      "tune_length_chars": _percentiles([len(t) for t in tunes]),
+      "tune_length_chars": _percentiles(lengths_np[keep]),
       "seed": seed,
       "elapsed_s": round(elapsed, 3),
       "mb_per_s": round(input_bytes / 1e6 / elapsed, 3),

@@ -1,11 +1,14 @@
 """Corpus sources: music21's embedded ABC files, a folder of .abc files, a folder of MIDI files.
 
-Each source returns a list of `RawFile`: the ABC bytes of one input file, or why there are none.
-Decoding and cleaning happen later, in `corpus.py`, identically for every source.
+Each source yields `RawFile`s in a fixed order (sorted paths): the ABC bytes of one input file, or
+why there are none. They are produced one at a time, so a corpus far larger than memory (the Lakh
+MIDI Dataset converts to ~41G characters) streams through. Decoding and cleaning happen later, in
+`corpus.py`, identically for every source.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -16,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import threading
+from typing import Iterator
 
 import tqdm
 
@@ -64,17 +68,21 @@ def music21_paths() -> tuple[pathlib.Path, list[pathlib.Path]]:
   return pathlib.Path(os.path.commonpath(paths)), paths
 
 
-def read_files(root: pathlib.Path, paths: list[pathlib.Path], progress: bool = False) -> list[RawFile]:
-  out = []
+def iter_files(root: pathlib.Path, paths: list[pathlib.Path],
+               progress: bool = False) -> Iterator[RawFile]:
+  """Reads each file in turn: one file's bytes in memory at a time."""
   for path in tqdm.tqdm(paths, desc="reading", unit="file", disable=not progress):
     rel = path.relative_to(root).as_posix()
     try:
       data = path.read_bytes()
     except OSError as e:  # permission denied, vanished file, I/O error
-      out.append(RawFile(rel, None, "unreadable", f"{type(e).__name__}: {e.strerror or e}"))
+      yield RawFile(rel, None, "unreadable", f"{type(e).__name__}: {e.strerror or e}")
       continue
-    out.append(RawFile(rel, data, input_bytes=len(data)))
-  return out
+    yield RawFile(rel, data, input_bytes=len(data))
+
+
+def read_files(root: pathlib.Path, paths: list[pathlib.Path], progress: bool = False) -> list[RawFile]:
+  return list(iter_files(root, paths, progress))
 
 
 def midi2abc_binary() -> str:
@@ -199,48 +207,95 @@ class _MidiConverter:
         pass
 
 
-def convert_midi_dir(input_dir, cache_dir, *, workers: int | None = None, timeout_s: float = 60.0,
-                     progress: bool = True, max_files: int | None = None) -> tuple[list[RawFile], dict]:
-  """Converts every .mid/.midi under input_dir with `midi2abc -f`, reusing cached results."""
+def iter_midi_dir(input_dir, cache_dir, stats: dict, *, workers: int | None = None,
+                  timeout_s: float = 60.0, progress: bool = True,
+                  max_files: int | None = None) -> Iterator[RawFile]:
+  """Converts every .mid/.midi under input_dir with `midi2abc -f`, reusing cached results.
+
+  Yields the results in path order while `workers` conversions run ahead, at most 4 per worker, so
+  memory holds a bounded window of files whatever the corpus size. A missing folder or binary
+  raises at the call, before any file is read. `stats` is filled in as results arrive (final once
+  the iterator is exhausted).
+  """
   paths = find_files(input_dir, MIDI_SUFFIXES)[:max_files]
   converter = _MidiConverter(midi2abc_binary(), pathlib.Path(input_dir), pathlib.Path(cache_dir),
                              timeout_s)
   workers = workers or os.cpu_count() or 1
-  results: list[RawFile | None] = [None] * len(paths)
+  stats.update({"midi2abc_runs": 0, "midi_cache_hits": 0, "midi_cache_dir": str(cache_dir),
+                "timeout_s": timeout_s, "workers": workers})
+  return _convert_in_order(converter, paths, workers, stats, progress)
+
+
+def _convert_in_order(converter: _MidiConverter, paths: list[pathlib.Path], workers: int,
+                      stats: dict, progress: bool) -> Iterator[RawFile]:
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+  pending: collections.deque = collections.deque()
+  queue = iter(paths)
+  bar = tqdm.tqdm(total=len(paths), desc="midi2abc", unit="file", disable=not progress)
+
+  def count():
+    stats["midi2abc_runs"], stats["midi_cache_hits"] = converter.runs, converter.cache_hits
+
   try:
-    futures = {pool.submit(converter.convert, p): i for i, p in enumerate(paths)}
-    bar = tqdm.tqdm(total=len(paths), desc="midi2abc", unit="file", disable=not progress)
-    for future in concurrent.futures.as_completed(futures):
-      results[futures[future]] = future.result()
+    while True:
+      while len(pending) < 4 * workers:
+        path = next(queue, None)
+        if path is None:
+          break
+        pending.append(pool.submit(converter.convert, path))
+      if not pending:
+        break
+      result = pending.popleft().result()
       bar.update()
-    bar.close()
+      count()
+      yield result
   except BaseException:
-    # On Ctrl-C: drop queued files and kill running converters; finished files stay cached.
+    # On Ctrl-C, or when the consumer stops early: drop queued files and kill running converters;
+    # finished files stay cached.
     pool.shutdown(wait=False, cancel_futures=True)
     converter.kill_all()
     raise
+  finally:
+    bar.close()
   pool.shutdown()
-  stats = {"midi2abc_runs": converter.runs, "midi_cache_hits": converter.cache_hits,
-           "midi_cache_dir": str(cache_dir), "timeout_s": timeout_s, "workers": workers}
-  return results, stats
+  count()
 
 
-def load_source(source: str, *, input_dir=None, cache_root=None, workers: int | None = None,
+def convert_midi_dir(input_dir, cache_dir, *, workers: int | None = None, timeout_s: float = 60.0,
+                     progress: bool = True, max_files: int | None = None) -> tuple[list[RawFile], dict]:
+  """`iter_midi_dir` as a list, with its statistics."""
+  stats: dict = {}
+  files = list(iter_midi_dir(input_dir, cache_dir, stats, workers=workers, timeout_s=timeout_s,
+                             progress=progress, max_files=max_files))
+  return files, stats
+
+
+def iter_source(source: str, *, input_dir=None, cache_root=None, workers: int | None = None,
                 timeout_s: float = 60.0, progress: bool = True,
-                max_files: int | None = None) -> tuple[list[RawFile], dict]:
-  """The raw files of one source, plus source-specific statistics."""
+                max_files: int | None = None) -> tuple[Iterator[RawFile], dict]:
+  """The raw files of one source, one at a time, plus source-specific statistics.
+
+  Bad arguments (unknown source, missing folder, no matching files, no midi2abc) raise here, before
+  anything is read. The statistics dict is complete once the iterator is exhausted.
+  """
   if source == "music21":
     root, paths = music21_paths()
-    return read_files(root, paths[:max_files], progress), {"root": str(root)}
+    return iter_files(root, paths[:max_files], progress), {"root": str(root)}
   if source == "abc_dir":
     paths = find_files(input_dir, ABC_SUFFIXES)[:max_files]
-    return read_files(pathlib.Path(input_dir), paths, progress), {"root": str(input_dir)}
+    return iter_files(pathlib.Path(input_dir), paths, progress), {"root": str(input_dir)}
   if source == "midi_dir":
     if cache_root is None:
       raise ValueError("the midi_dir source needs a cache_root for its conversion cache")
-    files, stats = convert_midi_dir(input_dir, pathlib.Path(cache_root) / MIDI_CACHE_DIR,
-                                    workers=workers, timeout_s=timeout_s, progress=progress,
-                                    max_files=max_files)
-    return files, {"root": str(input_dir), **stats}
+    stats = {"root": str(input_dir)}
+    files = iter_midi_dir(input_dir, pathlib.Path(cache_root) / MIDI_CACHE_DIR, stats,
+                          workers=workers, timeout_s=timeout_s, progress=progress,
+                          max_files=max_files)
+    return files, stats
   raise ValueError(f"--source must be one of {SOURCES}; got {source!r}")
+
+
+def load_source(source: str, **kwargs) -> tuple[list[RawFile], dict]:
+  """`iter_source` as a list (every file's bytes in memory at once: for small corpora)."""
+  files, stats = iter_source(source, **kwargs)
+  return list(files), stats
