@@ -18,7 +18,8 @@ _MAX_FILES = flags.DEFINE_integer("max_files", None, "Use only the first N input
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}: every option is a --flag")
   out_dir = _OUT_DIR.value or corpus.default_data_dir()
   stats = corpus.build_corpus(out_dir, source=_SOURCE.value, input_dir=_INPUT_DIR.value,
                               seed=_SEED.value, dedup=_DEDUP.value, workers=_WORKERS.value,

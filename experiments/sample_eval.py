@@ -6,7 +6,7 @@ r"""Part 4: sample from the best model and evaluate the samples (syntax, MIDI, a
   python -m experiments.sample_eval --calibrate              # the evaluator on the real test tunes
 
 The real tunes of the test split are evaluated the same way and printed beside the samples' rates
-(the calibration baseline), unless --baseline names a summary.json to reuse or --nobaseline.
+(the calibration baseline), unless --baseline names a summary.json to reuse or --norun_baseline.
 """
 
 from __future__ import annotations

@@ -194,6 +194,28 @@ def test_bad_input_dir_names_flag_and_folder(tmp_path):
     corpus.build_corpus(tmp_path / "out", source="lakh")
 
 
+def test_bad_arguments_leave_an_existing_corpus_alone(tmp_path, abc_dir):
+  out = tmp_path / "out"
+  corpus.build_corpus(out, source="abc_dir", input_dir=abc_dir, progress=False)
+  before = {p.name: p.read_bytes() for p in out.iterdir()}
+  with pytest.raises(ValueError, match="does not exist"):
+    corpus.build_corpus(out, source="abc_dir", input_dir=tmp_path / "typo", progress=False)
+  with pytest.raises(ValueError, match="--source=music21 reads music21's own files"):
+    corpus.build_corpus(out, input_dir=abc_dir, progress=False)  # forgot --source=abc_dir
+  with pytest.raises(ValueError, match="split_fractions"):
+    corpus.build_corpus(out, source="abc_dir", input_dir=abc_dir, split_fractions=(1, 1, 1))
+  assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_small_corpus_still_has_val_and_test(tmp_path):
+  stats = corpus.build_corpus(tmp_path / "out", source="abc_dir",
+                              input_dir=_write_abc_dir(tmp_path / "in", 30), progress=False)
+  assert {k: v["tunes"] for k, v in stats["splits"].items()} == {"train": 28, "val": 1, "test": 1}
+  with pytest.raises(ValueError, match="only 2 tunes survived cleaning"):
+    corpus.build_corpus(tmp_path / "two", source="abc_dir",
+                        input_dir=_write_abc_dir(tmp_path / "in2", 2), progress=False)
+
+
 def test_ensure_corpus_given_dir_must_be_prepared(tmp_path, abc_dir):
   with pytest.raises(FileNotFoundError, match=r"(?s)empty.*prepare_data --out_dir="):
     corpus.ensure_corpus(tmp_path / "empty")

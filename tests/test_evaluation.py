@@ -288,6 +288,26 @@ def test_sample_eval_end_to_end(tmp_path):
   assert 'valid_pct' in (out / 'summary.txt').read_text()
 
 
+def test_every_sample_is_one_row_judged_whole(tmp_path):
+  """An empty sample, one with text before its X: line and one that runs on into a second tune
+  each count once, as invalid; only a collection of other ABC files is split into its tunes."""
+  tune = VALID_TUNES['pickup_repeats_endings']
+  files = []
+  for name, text in [('uncond_000.abc', '\n'), ('uncond_001.abc', 'ABC here\n' + tune),
+                     ('cond_000.abc', tune + tune.replace('X:1', 'X:2')),
+                     ('uncond_002.abc', tune), ('tunes.abc', tune + '\n' + tune), ('none.abc', '')]:
+    files.append(tmp_path / name)
+    files[-1].write_text(text)
+  rows = evaluate.evaluate_files(files, tmp_path / 'out')
+  assert [(r['file'], r['valid'], r['reason']) for r in rows] == [
+      ('uncond_000.abc', False, 'empty'), ('uncond_001.abc', False, 'X_not_first'),
+      ('cond_000.abc', False, 'header_after_K'), ('uncond_002.abc', True, ''),
+      ('tunes.abc#0', True, ''), ('tunes.abc#1', True, ''), ('none.abc', False, 'empty')]
+  summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+  assert summary['per_kind']['uncond']['tunes'] == 3
+  assert summary['per_kind']['uncond']['valid_pct'] == pytest.approx(100 / 3, abs=0.01)
+
+
 def test_summary_with_baseline():
   rows = [{'file': 'a', 'kind': 'uncond', 'valid': True, 'converted': True, 'study_valid': True,
            'strict_valid': True, 'abc2midi_ok': True, 'reason': '', 'error': '',

@@ -29,8 +29,10 @@ def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path)
   summary = (work / "gpt" / "gpt_summary.txt").read_text()
   assert "size_table=A" in summary and "L = " in summary
 
-  again = scaling(work, data_dir, "gpt", "tiny,small")
-  assert "[gpt tiny] finished before" in again and "[gpt small] finished before" in again
+  again = scaling(work, data_dir, "gpt", "small")
+  assert "[gpt small] finished before" in again and "[gpt tiny]" not in again
+  with open(work / "gpt" / "gpt_results.csv") as f:  # a rerun of one size keeps the others
+    assert [r["size"] for r in csv.DictReader(f)] == ["tiny", "small"]
 
   scaling(work, data_dir, "lstm", "tiny,small")
   for name in ("compare_summary.txt", "compare_val_loss_vs_params.png",

@@ -69,6 +69,42 @@ def test_resume_is_bit_for_bit(data_dir, tmp_path):
   trainer_b.ckpt.close()
 
 
+def test_resume_after_a_kill_between_checkpoints(data_dir, tmp_path):
+  """Killed (no chance to save) after a best checkpoint newer than 'latest', and again after the
+  final checkpoint: each rerun resumes, re-saves those steps, and ends as an unbroken run."""
+  import shutil
+  cfg = tiny_config(data_dir, eval_every=4, checkpoint_every=8)
+  straight = loop.train(cfg, tmp_path / "straight")
+  loop.train(cfg, tmp_path / "killed", max_steps=12)
+  trainer = loop.Trainer(cfg, tmp_path / "killed")
+  assert (trainer.ckpt.latest_step(), trainer.ckpt.latest_step("best")) == (12, 12)
+  trainer.ckpt.close()
+  shutil.rmtree(tmp_path / "killed" / "checkpoints" / "latest" / "12")  # the kill came first
+  resumed = loop.train(cfg, tmp_path / "killed")
+  assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "killed")
+  (tmp_path / "killed" / "results.json").unlink()  # killed during the final test evaluation
+  again = loop.train(cfg, tmp_path / "killed")
+  for results in (resumed, again):
+    for key in ("steps", "best_step", "best_val_loss", "test_loss", "final_test_loss"):
+      assert results[key] == straight[key], key
+
+
+def test_checkpoint_keeps_the_progress_of_its_own_step(tmp_path):
+  """Saves finish in the background while the loop updates its progress dict in place."""
+  from abcjax.train import checkpoint
+  ckpt = checkpoint.Checkpoints(tmp_path)
+  state = {"w": jax.numpy.arange(1024.0)}
+  progress, data = {"step": 8, "train_loss": 3.0}, {"next_index": 8}
+  ckpt.save("latest", 8, state, progress=progress, data_state=data)
+  progress.update(step=9, train_loss=2.0)  # what the loop does at its next sync
+  data["next_index"] = 9
+  ckpt.wait()
+  _, saved_progress, saved_data = ckpt.restore("latest", jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state), with_data=True)
+  ckpt.close()
+  assert saved_progress == {"step": 8, "train_loss": 3.0} and saved_data == {"next_index": 8}
+
+
 def test_paced_steps_train_the_same_numbers(data_dir, tmp_path, monkeypatch):
   """On CPU with the allocator settings, the trainer waits for each step (hostmem.finish_step),
   train steps and eval batches alike, and trains the same numbers bit for bit."""

@@ -49,12 +49,23 @@ def _write_atomic(path: pathlib.Path, write) -> None:
   os.replace(tmp, path)
 
 
-def _split_indices(n: int, fractions, seed: int) -> dict[str, np.ndarray]:
-  """Disjoint, sorted tune indices per split, a pure function of (n, fractions, seed)."""
+def _check_fractions(fractions) -> None:
   if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
     raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1; got {fractions}")
+
+
+def _split_indices(n: int, fractions, seed: int) -> dict[str, np.ndarray]:
+  """Disjoint, sorted tune indices per split, a pure function of (n, fractions, seed).
+
+  val and test get round(fraction * n) tunes, and at least one when their fraction is positive
+  (training evaluates on both), so a corpus of fewer than 50 tunes still has them.
+  """
+  _check_fractions(fractions)
   perm = np.random.default_rng(seed).permutation(n)
-  n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
+  n_val, n_test = (max(round(f * n), 1) if f > 0 else 0 for f in fractions[1:])
+  if n_val + n_test >= n:
+    raise ValueError(f"only {n} tunes survived cleaning: too few for a train split beside "
+                     f"{n_val} val and {n_test} test tunes (split_fractions {list(fractions)})")
   parts = {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
   # Each split keeps the source order, so the .txt files read like the input.
   return {name: np.sort(parts[name]) for name in SPLITS}
@@ -190,13 +201,17 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
   """
   start = time.perf_counter()
   out_dir = pathlib.Path(out_dir)
+  _check_fractions(split_fractions)
+  if source == "music21" and input_dir is not None:
+    raise ValueError(f"--input_dir={input_dir} is given but --source=music21 reads music21's own "
+                     "files; add --source=abc_dir or --source=midi_dir to read that folder")
   out_dir.mkdir(parents=True, exist_ok=True)
-  for name in OUTPUT_FILES:  # a failed rebuild must not leave old and new files mixed
-    (out_dir / name).unlink(missing_ok=True)
-
+  # Arguments are checked (source, folder, files, midi2abc) before an old corpus is removed.
   files, source_stats = sources.iter_source(source, input_dir=input_dir, cache_root=out_dir,
                                             workers=workers, timeout_s=timeout_s,
                                             progress=progress, max_files=max_files)
+  for name in OUTPUT_FILES:  # a failed rebuild must not leave old and new files mixed
+    (out_dir / name).unlink(missing_ok=True)
   spool, rejects = _Spool(out_dir / ".tunes.spool"), _Rejects(out_dir / "rejects.tsv")
   try:
     return _build(out_dir, files, source_stats, spool, rejects, start=start, source=source,

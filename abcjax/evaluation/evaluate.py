@@ -133,8 +133,12 @@ def _jobs(files: list[Path], midi_dir: Path, kinds, prompts, timeout_s):
   jobs, texts, origins = [], [], []
   for idx, path in enumerate(files):
     path = Path(path)
-    tunes = abc_checker.split_tunes(path.read_text(encoding='utf-8', errors='replace'))
+    text = path.read_text(encoding='utf-8', errors='replace')
     kind = kinds[idx] if kinds else kind_from_name(path.name)
+    # A sample (or a real tune written for the baseline) is one row, judged whole: nothing at all,
+    # text before its X: line or a second tune run on are its faults, not text to trim. Other
+    # files may be ABC collections, split at X: lines; an empty one is still one ('empty') row.
+    tunes = (abc_checker.split_tunes(text) if kind == 'file' else []) or [text]
     prompt = prompts[idx] if prompts else ''
     for t, text in enumerate(tunes):
       many = len(tunes) > 1
@@ -151,7 +155,11 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
                    reference_tunes: list[str] | None = None, workers: int = 1,
                    baseline: dict | None = None, ended: list[bool] | None = None,
                    timeout_s: float = midi.DEFAULT_TIMEOUT_S) -> list[dict]:
-  """Evaluates every tune in `files` (a file may hold several, split at X:).
+  """Evaluates every file in `files`: one row per sample, one per tune of other ABC files.
+
+  Files named uncond_*, cond_* or real_* (or given such a kind) are one sample each, evaluated
+  whole; any other file is an ABC collection whose tunes (split at X: lines) are rows
+  '<file>#<i>' when there are several.
 
   Writes out_dir/midi/<stem>.mid per converted tune, results.csv, summary.json, summary.txt.
   kinds/prompts: one per file (default: kind from the filename prefix, empty prompt).

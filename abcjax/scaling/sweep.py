@@ -9,9 +9,10 @@ from typing import Any, Callable, Sequence
 import jax
 from absl import logging
 
+from abcjax.models import size_names
 from abcjax.scaling import report
 from abcjax.train import loop
-from abcjax.train.config import TrainConfig
+from abcjax.train.config import TrainConfig, config_mismatch
 from abcjax.train.metrics import read_metrics
 
 
@@ -21,8 +22,12 @@ def run_dir(workdir: str | pathlib.Path, arch: str, size: str) -> pathlib.Path:
 
 def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], TrainConfig],
               workdir: str | pathlib.Path, *, preset: str) -> list[dict[str, Any]]:
-  """Trains every size (finished ones are skipped, partial ones resume); writes the outputs."""
-  rows = []
+  """Trains every size (finished ones are skipped, partial ones resume); writes the outputs.
+
+  The outputs cover every finished size of the family in workdir trained with this sweep's
+  recipe, not only the sizes of this call: rerunning one size (say xl, after a time limit) keeps
+  the others in the CSV, the plots and the fit. Returns those rows, smallest size first.
+  """
   for size in sizes:
     cfg = config_for(size)
     path = run_dir(workdir, arch, size)
@@ -31,10 +36,29 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Train
       print(f"[{arch} {size}] finished before in {path}: skipped", flush=True)
     else:
       print(f"[{arch} {size}] training in {path}", flush=True)
-    results = loop.train(cfg, path)
-    rows.append(report.result_row(results))
+    loop.train(cfg, path)
+  table = config_for(sizes[0]).table
+  rows = finished_rows(arch, size_names(arch, table), config_for, workdir)
   if jax.process_index() == 0:
-    write_outputs(arch, rows, workdir, table=config_for(sizes[0]).table, preset=preset)
+    write_outputs(arch, rows, workdir, table=table, preset=preset)
+  return rows
+
+
+def finished_rows(arch: str, sizes: Sequence[str], config_for: Callable[[str], TrainConfig],
+                  workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+  """Result rows of the finished runs among `sizes` whose config is the one config_for gives."""
+  rows = []
+  for size in sizes:
+    path = run_dir(workdir, arch, size)
+    if not (path / loop.RESULTS_FILE).exists():
+      continue
+    saved = json.loads((path / loop.CONFIG_FILE).read_text()).get("train", {})
+    diff = config_mismatch(saved, config_for(size))
+    if diff:
+      print(f"[{arch} {size}] left out of the outputs: {path} was trained with another config "
+            f"({', '.join(sorted(diff))} differ)", flush=True)
+      continue
+    rows.append(report.result_row(json.loads((path / loop.RESULTS_FILE).read_text())))
   return rows
 
 

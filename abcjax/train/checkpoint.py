@@ -8,6 +8,7 @@ A work folder holds:
 
 from __future__ import annotations
 
+import copy
 import pathlib
 from typing import Any
 
@@ -34,10 +35,28 @@ class Checkpoints:
 
   def save(self, kind: str, step: int, state: Any, *, progress: dict[str, Any],
            data_state: dict[str, Any] | None = None) -> None:
-    items = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(progress)}
+    # Copies: the save finishes in the background, and the loop goes on updating its progress
+    # dict (a checkpoint of step 8 once said step 9, and the resumed run was a step off).
+    items = {"state": ocp.args.StandardSave(state),
+             "progress": ocp.args.JsonSave(copy.deepcopy(progress))}
     if data_state is not None:
-      items["data"] = ocp.args.JsonSave(data_state)
-    self._managers[kind].save(step, args=ocp.args.Composite(**items), force=True)
+      items["data"] = ocp.args.JsonSave(copy.deepcopy(data_state))
+    manager = self._managers[kind]
+    if step in manager.all_steps():
+      # A run resumed from an older 'latest' reaches again a step it had saved before it was
+      # killed (a best checkpoint, or the final one when the kill came during the test
+      # evaluation). Training is deterministic, so the new state replaces the old one.
+      manager.wait_until_finished()
+      manager.delete(step)
+    manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def progress(self, kind: str, step: int | None = None) -> dict[str, Any]:
+    """The progress record of a checkpoint (default: the newest of its kind), without its state."""
+    manager = self._managers[kind]
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no '{kind}' checkpoint in {manager.directory}")
+    return manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))["progress"]
 
   def restore(self, kind: str, abstract_state: Any, *, step: int | None = None,
               with_data: bool = False) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:

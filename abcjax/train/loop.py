@@ -197,6 +197,12 @@ class Trainer:
       return state, progress, it
     state, progress, data_state = self.ckpt.restore("latest", self.abstract_state, with_data=True)
     it.set_state(data_state)
+    best_step = self.ckpt.latest_step("best")
+    if best_step is not None and best_step > progress["step"]:
+      # Killed after saving a best checkpoint newer than 'latest' (which replaced the older best):
+      # that best is part of this run's trajectory, so the resumed run keeps it as its best.
+      best = self.ckpt.progress("best", best_step)
+      progress["best_val_loss"], progress["best_step"] = best["best_val_loss"], best["best_step"]
     logging.info("resumed %s at step %d", self.workdir, progress["step"])
     return state, progress, it
 
@@ -231,9 +237,12 @@ class Trainer:
       out = []
       for (step_no, _), m in zip(pending_metrics, hosts):
         host = {k: float(v) for k, v in m.items()}
-        if not math.isfinite(host["loss"]):
+        # The loss is computed before the update, so a finite loss with a non-finite gradient
+        # norm still means non-finite parameters after it.
+        if not (math.isfinite(host["loss"]) and math.isfinite(host["grad_norm"])):
           raise TrainingDiverged(
-              f"loss is {host['loss']} at step {step_no} of {self.workdir}; the last good "
+              f"loss is {host['loss']} and gradient norm {host['grad_norm']} at step {step_no} of "
+              f"{self.workdir}; the last good "
               f"checkpoint (step {self.ckpt.latest_step()}) is kept. Lower --lr or raise warmup, "
               "then rerun in a new work folder (or in this one to resume from that checkpoint).")
         out.append(host)

@@ -14,8 +14,9 @@ PAPER = TrainConfig(tokens=100_000_000, block_size=256, batch_size=64, lr=3e-4, 
                     b1=0.9, b2=0.95, grad_clip=1.0, warmup_frac=0.05, schedule="cosine",
                     eval_every=1000, checkpoint_every=1000, log_every=100)
 
-# The CPU preset keeps each family's layers and heads, shrinks every width by the same factor (1/8)
-# and trains on a budget that the whole five-size sweep fits in about 20 minutes on 2 cores. It also
+# The CPU preset keeps each family's layers and heads, shrinks the widths of a family by one factor
+# (1/8 for the GPT, 1/4 for the LSTM: CPU_WIDTH_SCALE) and trains on a budget that the whole
+# five-size GPT sweep fits in about 4-7 minutes on 2 cores. It also
 # shortens the context to 64: at these widths attention over 256 positions, not the matmuls, is
 # most of a step's cost on a CPU (4x fewer tokens/s measured), and the sweep needs the tokens more.
 # Smaller widths get a higher learning rate (optimal AdamW rates fall roughly as 1/width).
@@ -30,7 +31,7 @@ CPU_LR = {
 
 # The best model trains several epochs of a larger budget (the study: 5 epochs of 200M tokens).
 BEST_PAPER = PAPER.replace(tokens=200_000_000, epochs=5.0, eval_every=2000, checkpoint_every=2000)
-# On a CPU the best model trains for about 27 (LSTM) or 22 (GPT) minutes. The LSTM trains on
+# On a CPU the best model trains for about 15 (LSTM) or 22 (GPT) minutes. The LSTM trains on
 # windows of 512 characters (batch 32, so the same 16K tokens a step): an LSTM costs the same per
 # token at any window length, and 512 holds a whole tune from its header (95% of tunes are shorter
 # than 531 characters) as sampling does, carrying its state through the tune. Against windows of
