@@ -22,7 +22,7 @@ import pathlib
 import numpy as np
 from absl import app, flags, logging
 
-from abcjax.data import corpus
+from abcjax.data import abc_text, corpus
 from abcjax.evaluation import evaluate
 from abcjax.evaluation.sampling import SamplingConfig, valid_prompt_tunes, write_samples
 
@@ -54,6 +54,11 @@ TRAIN_TEXT = flags.DEFINE_string("train_text", None, "Training text for the memo
                                  "(default: train.txt of the corpus folder).")
 REFERENCE_TUNES = flags.DEFINE_integer("reference_tunes", 2000, "Training tunes the musical statistics "
                                        "compare against (0: skip).")
+MEMORIZATION_CHARS = flags.DEFINE_integer(
+    "memorization_chars", 20_000_000, "Training text indexed for the memorization check and drawn "
+    "from for --reference_tunes and --calibrate_tunes: a larger file gives whole tunes from random "
+    "places up to this many characters (the index takes ~60 bytes a character: 20M, 1.3 GB and "
+    "26 s; 0: the whole file).")
 WORKERS = flags.DEFINE_integer("workers", 2, "Worker processes for music21 and abc2midi.")
 
 
@@ -70,7 +75,8 @@ def calibration_tunes(data_dir, count: int, seed: int) -> list[str]:
   """The test split, or `count` tunes drawn from all splits."""
   if not count:
     return corpus.load_tunes(data_dir, "test")
-  tunes = [t for split in corpus.SPLITS for t in corpus.load_tunes(data_dir, split)]
+  tunes = [t for split in corpus.SPLITS for t in abc_text.parse_tunes(corpus.read_tune_text(
+      pathlib.Path(data_dir) / f"{split}.txt", MEMORIZATION_CHARS.value, seed=seed)[0])]
   pick = np.random.default_rng(seed).choice(len(tunes), min(count, len(tunes)), replace=False)
   return [tunes[i] for i in sorted(pick)]
 
@@ -84,10 +90,10 @@ def run_baseline(data_dir, out_dir: pathlib.Path) -> dict:
   return json.loads((out_dir / "baseline" / "summary.json").read_text())
 
 
-def reference(data_dir) -> list[str] | None:
+def reference(train_text: str) -> list[str] | None:
   if not REFERENCE_TUNES.value:
     return None
-  tunes = corpus.load_tunes(data_dir, "train")
+  tunes = abc_text.parse_tunes(train_text)
   pick = np.random.default_rng(0).choice(len(tunes), min(REFERENCE_TUNES.value, len(tunes)), replace=False)
   return [tunes[i] for i in sorted(pick)]
 
@@ -140,10 +146,18 @@ def main(argv):
             "their tune", flush=True)
 
   baseline = run_baseline(data_dir, out_dir) if RUN_BASELINE.value else None
-  train_text = pathlib.Path(TRAIN_TEXT.value or pathlib.Path(data_dir) / "train.txt").read_text(encoding="utf-8")
+  corpus_train = pathlib.Path(data_dir) / "train.txt"
+  train_text, train_bytes = corpus.read_tune_text(corpus_train, MEMORIZATION_CHARS.value)
+  reference_tunes = reference(train_text)
+  if TRAIN_TEXT.value:
+    train_text, train_bytes = corpus.read_tune_text(TRAIN_TEXT.value, MEMORIZATION_CHARS.value)
+  if len(train_text.encode("utf-8")) < train_bytes:
+    print(f"memorization: the index holds {len(train_text):,} characters of whole tunes from random "
+          f"places in the {train_bytes:,}-byte training text (--memorization_chars)", flush=True)
+  scope = {"training_chars_indexed": len(train_text), "training_text_bytes": train_bytes}
   evaluate.evaluate_files(files, out_dir, kinds=kinds, prompts=prompts, train_text=train_text,
-                          reference_tunes=reference(data_dir), workers=WORKERS.value, baseline=baseline,
-                          ended=ended)
+                          reference_tunes=reference_tunes, workers=WORKERS.value, baseline=baseline,
+                          ended=ended, memorization_scope=scope)
   print((out_dir / "summary.txt").read_text())
 
 

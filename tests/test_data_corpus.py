@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from abcjax.data import corpus, sources
+from abcjax.data import abc_text, corpus, sources
 from abcjax.data.abc_text import UNK_CHAR
 from abcjax.data.vocab import Vocab
 
@@ -171,6 +171,22 @@ def test_build_memory_does_not_grow_with_the_corpus(tmp_path, monkeypatch):
   for split in corpus.SPLITS:  # chunked writing: the token arrays still match the text exactly
     assert vocab.decode(corpus.load_split(tmp_path / "out", split)) == (
         (tmp_path / "out" / f"{split}.txt").read_text(encoding="utf-8"))
+
+
+def test_read_tune_text_bounds_a_large_split_to_whole_tunes(tmp_path, abc_dir):
+  out = tmp_path / "out"
+  corpus.build_corpus(out, source="abc_dir", input_dir=abc_dir, progress=False)
+  path = out / "train.txt"
+  whole = path.read_text(encoding="utf-8")
+  assert corpus.read_tune_text(path, 0) == (whole, len(whole.encode()))
+  assert corpus.read_tune_text(path, len(whole))[0] == whole
+  tunes = set(corpus.load_tunes(out, "train"))
+  part, size = corpus.read_tune_text(path, 4000, seed=1, block_chars=1000)
+  assert size == len(whole.encode()) and 2000 < len(part) <= 4000
+  picked = abc_text.parse_tunes(part)
+  assert picked and set(picked) <= tunes and len(set(picked)) == len(picked)
+  assert corpus.read_tune_text(path, 4000, seed=1, block_chars=1000)[0] == part
+  assert corpus.read_tune_text(path, 4000, seed=2, block_chars=1000)[0] != part
 
 
 def test_sources_stream_files_one_at_a_time(tmp_path):

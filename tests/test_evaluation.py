@@ -284,6 +284,9 @@ def test_sample_eval_end_to_end(tmp_path):
   assert summary['per_kind']['uncond']['valid_pct'] == 50.0
   assert summary['reasons'] == {'unclosed_chord': 1, 'bar_duration': 1}
   assert summary['memorization']['copies_line_pct'] == 40.0
+  train_text = (samples / 'train.txt').read_text()
+  assert summary['memorization']['training_chars_indexed'] == len(train_text)
+  assert summary['memorization']['training_text_bytes'] == len(train_text.encode())
   assert 0 <= summary['music_stats']['pitch_class_js'] <= 1
   assert 'valid_pct' in (out / 'summary.txt').read_text()
 

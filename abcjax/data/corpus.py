@@ -368,6 +368,38 @@ def load_tunes(data_dir, split: str) -> list[str]:
   return abc_text.parse_tunes(_split_path(data_dir, split, ".txt").read_text(encoding="utf-8"))
 
 
+def read_tune_text(path, max_chars: int = 0, *, seed: int = 0,
+                   block_chars: int = 1 << 20) -> tuple[str, int]:
+  """Whole tunes of a split's text file (`join_tunes` form), at most about `max_chars` of them.
+
+  Returns (text, size of the whole file in bytes). A file within the limit (or max_chars 0) is
+  read whole. A larger one (a Lakh-scale train.txt: ~40 GB) gives blocks of about `block_chars`
+  from seeded random places, each cut to whole tunes at its blank lines and never overlapping, so
+  evaluation tools that index or sample training text stay within memory on any corpus.
+  """
+  path = pathlib.Path(path)
+  size = path.stat().st_size
+  if not max_chars or size <= max_chars:
+    return path.read_text(encoding="utf-8"), size
+  block = max(1, min(block_chars, max_chars))
+  count = -(-max_chars // block)
+  starts = np.sort(np.random.default_rng(seed).choice(size // block, count, replace=False)) * block
+  parts = []
+  with open(path, "rb") as f:
+    for start in starts:
+      f.seek(int(start))
+      data = f.read(block)
+      # Whole tunes only: from the first tune start after `start` (the file's own first tune at
+      # offset 0) to the end of the last tune that ends inside the block.
+      first = 0 if start == 0 else data.find(b"\n\n")
+      last = data.rfind(b"\n\n")
+      if first < 0 or last <= first:
+        continue
+      begin = first if start == 0 else first + 2
+      parts.append(data[begin:last + 2].decode("utf-8"))
+  return "".join(parts), size
+
+
 def _missing(data_dir: pathlib.Path) -> list[str]:
   return [name for name in REQUIRED_FILES if not (data_dir / name).is_file()]
 

@@ -154,7 +154,8 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
                    prompts: list[str] | None = None, train_text: str | None = None,
                    reference_tunes: list[str] | None = None, workers: int = 1,
                    baseline: dict | None = None, ended: list[bool] | None = None,
-                   timeout_s: float = midi.DEFAULT_TIMEOUT_S) -> list[dict]:
+                   timeout_s: float = midi.DEFAULT_TIMEOUT_S,
+                   memorization_scope: dict | None = None) -> list[dict]:
   """Evaluates every file in `files`: one row per sample, one per tune of other ABC files.
 
   Files named uncond_*, cond_* or real_* (or given such a kind) are one sample each, evaluated
@@ -164,6 +165,7 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
   Writes out_dir/midi/<stem>.mid per converted tune, results.csv, summary.json, summary.txt.
   kinds/prompts: one per file (default: kind from the filename prefix, empty prompt).
   ended: one per file, whether the sample stopped at its end-of-tune token (default: unknown).
+  memorization_scope: how much training text train_text holds, recorded in the summary.
   """
   out_dir = Path(out_dir)
   midi_dir = out_dir / 'midi'
@@ -189,6 +191,8 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
     writer.writeheader()
     writer.writerows(rows)
   summary = summarize(rows, baseline)
+  if memorization_scope and 'memorization' in summary:
+    summary['memorization'].update(memorization_scope)
   if reference_tunes:
     summary['music_stats'] = music_stats.compare(texts, reference_tunes)
   (out_dir / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
