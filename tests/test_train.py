@@ -139,6 +139,19 @@ def test_other_config_in_same_workdir_is_refused(data_dir, tmp_path):
     loop.train(tiny_config(data_dir, tokens=6 * 8 * 32, lr=1e-2), tmp_path)
 
 
+def test_resume_on_a_corpus_with_another_vocabulary_is_refused(data_dir, tmp_path):
+  cfg = tiny_config(data_dir, tokens=6 * 8 * 32)
+  loop.train(cfg, tmp_path / "run", max_steps=2)
+  other = build_tiny_corpus(tmp_path / "other", count=60, seed=5)
+  vocab = json.loads((other / "vocab.json").read_text())
+  vocab["id_to_token"].append("~")  # one more character than the corpus trained on
+  vocab["token_to_id"]["~"] = len(vocab["id_to_token"]) - 1
+  (other / "vocab.json").write_text(json.dumps(vocab))
+  with pytest.raises(loop.ConfigMismatch, match=r"vocabulary \(\d+ tokens\) is not that of"):
+    loop.train(cfg.replace(data_dir=str(other)), tmp_path / "run")
+  assert loop.train(cfg, tmp_path / "run")["finished"]  # the right corpus still resumes
+
+
 @pytest.mark.parametrize("every", [1, 4])
 def test_divergence_stops_with_last_good_checkpoint(data_dir, tmp_path, every):
   # every > 1: metrics stay on the device between syncs; a NaN is still caught at the next sync,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pathlib
@@ -62,6 +63,28 @@ def check_workdir(workdir: pathlib.Path, cfg: TrainConfig) -> None:
         "Use a new --workdir, or delete that folder to start over.")
 
 
+def vocab_digest(vocab) -> str:
+  return hashlib.sha1(json.dumps(vocab.id_to_token).encode()).hexdigest()
+
+
+def check_vocab(workdir: pathlib.Path, vocab, data_dir: pathlib.Path) -> None:
+  """Refuses to resume a run on a corpus whose vocabulary is not the one it was trained with.
+
+  data_dir may change on resume (a corpus folder that moved); its vocabulary may not: the
+  embedding and output layers are sized and indexed by it.
+  """
+  path = workdir / CONFIG_FILE
+  if not path.exists():
+    return
+  saved = json.loads(path.read_text())
+  was = (saved.get("vocab_size"), saved.get("vocab_sha1", vocab_digest(vocab)))
+  if was != (len(vocab), vocab_digest(vocab)):
+    raise ConfigMismatch(
+        f"work folder {workdir} was trained on {saved.get('data_dir')}, whose vocabulary "
+        f"({was[0]} tokens) is not that of {data_dir} ({len(vocab)} tokens, or other characters). "
+        "Resume with the corpus it was trained on (--data_dir), or use a new --workdir.")
+
+
 class _StopRequest:
   """Turns SIGTERM/SIGINT into a flag the loop checks between steps (preemption-safe)."""
 
@@ -99,6 +122,7 @@ class Trainer:
     check_workdir(self.workdir, cfg)
     self.data_dir = corpus.ensure_corpus(cfg.data_dir)
     self.vocab = corpus.load_vocab(self.data_dir)
+    check_vocab(self.workdir, self.vocab, self.data_dir)
     self.model_cfg = model_config(cfg, len(self.vocab))
     self.model = build_model(self.model_cfg)
     self.total_steps = cfg.total_steps
@@ -150,6 +174,7 @@ class Trainer:
         "passes_over_train": self.passes,
         "data_dir": str(self.data_dir),
         "vocab_size": len(self.vocab),
+        "vocab_sha1": vocab_digest(self.vocab),
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "device_kind": jax.devices()[0].device_kind,
