@@ -1,7 +1,7 @@
 r"""Part 4: train the best size for several epochs, keeping the best and final checkpoints.
 
   python -m experiments.best_model                 # GPU: GPT xl, the study's 5 epochs of 200M tokens
-                                                   # no GPU: the cpu preset's best model (~16 min)
+                                                   # no GPU: the cpu preset's best model (11-16 min)
   python -m experiments.best_model --preset=cpu --arch=gpt --size=xl    # the CPU GPT xl (~22 min)
 
 Resumes when started again with the same --workdir. Then: python -m experiments.sample_eval

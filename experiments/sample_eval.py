@@ -151,7 +151,7 @@ def main(argv):
   reference_tunes = reference(train_text)
   if TRAIN_TEXT.value:
     train_text, train_bytes = corpus.read_tune_text(TRAIN_TEXT.value, MEMORIZATION_CHARS.value)
-  if len(train_text.encode("utf-8")) < train_bytes:
+  if MEMORIZATION_CHARS.value and train_bytes > MEMORIZATION_CHARS.value:
     print(f"memorization: the index holds {len(train_text):,} characters of whole tunes from random "
           f"places in the {train_bytes:,}-byte training text (--memorization_chars)", flush=True)
   scope = {"training_chars_indexed": len(train_text), "training_text_bytes": train_bytes}

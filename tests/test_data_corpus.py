@@ -181,12 +181,36 @@ def test_read_tune_text_bounds_a_large_split_to_whole_tunes(tmp_path, abc_dir):
   assert corpus.read_tune_text(path, 0) == (whole, len(whole.encode()))
   assert corpus.read_tune_text(path, len(whole))[0] == whole
   tunes = set(corpus.load_tunes(out, "train"))
-  part, size = corpus.read_tune_text(path, 4000, seed=1, block_chars=1000)
-  assert size == len(whole.encode()) and 2000 < len(part) <= 4000
-  picked = abc_text.parse_tunes(part)
-  assert picked and set(picked) <= tunes and len(set(picked)) == len(picked)
-  assert corpus.read_tune_text(path, 4000, seed=1, block_chars=1000)[0] == part
-  assert corpus.read_tune_text(path, 4000, seed=2, block_chars=1000)[0] != part
+  # Far below the file's size, and just below it (where repeats end the draw a little short).
+  for limit in (4000, len(whole) - 1):
+    part, size = corpus.read_tune_text(path, limit, seed=1)
+    assert size == len(whole.encode()) and 0.9 * limit <= len(part) < limit + 100
+    picked = abc_text.parse_tunes(part)
+    assert set(picked) <= tunes and len(set(picked)) == len(picked)
+    assert picked == sorted(picked, key=whole.index)  # in file order
+    assert corpus.read_tune_text(path, limit, seed=1)[0] == part
+  assert corpus.read_tune_text(path, 4000, seed=2)[0] != corpus.read_tune_text(path, 4000)[0]
+
+
+def test_tune_around_finds_the_tune_at_every_offset(tmp_path):
+  rng = np.random.default_rng(0)
+  tunes = [f"X:{i}\nK:C\n{'a' * int(rng.integers(1, 30))}{UNK_CHAR * int(rng.integers(0, 3))}\n"
+           for i in range(40)]
+  path = tmp_path / "split.txt"
+  path.write_text(abc_text.join_tunes(tunes), encoding="utf-8")
+  data = path.read_bytes()
+  with open(path, "rb") as f:
+    for step in (1 << 16, 3, 2):  # reads far smaller than a tune: separators across reads
+      for offset in range(len(data)):
+        found = corpus._tune_around(f, offset, len(data), 10**6, step)
+        if offset == len(data) - 1:  # the file's last blank line starts no tune
+          assert found is None
+          continue
+        start, end = found
+        assert start <= offset < end or (data[offset - 1:offset + 1] == b"\n\n" and start == offset + 1)
+        assert data[start:end].decode("utf-8")[:-1] in tunes
+        short = corpus._tune_around(f, offset, len(data), 12, step)
+        assert short == (found if end - start <= 12 else None)
 
 
 def test_sources_stream_files_one_at_a_time(tmp_path):

@@ -4,6 +4,7 @@ import csv
 import os
 import pathlib
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -143,6 +144,37 @@ def test_midi_conversion_runs_a_bounded_window_ahead(tmp_path, monkeypatch):
   rest = list(files)
   assert [f.path for f in rest] == [f"s{i:02d}.mid" for i in range(1, 40)]
   assert stats["midi2abc_runs"] == 40 and stats["midi_cache_hits"] == 0
+
+
+def test_ctrl_c_while_cleaning_kills_the_conversions_ahead(tmp_path, monkeypatch):
+  midi_dir = tmp_path / "midi"
+  midi_dir.mkdir()
+  for i in range(8):
+    (midi_dir / f"s{i}.mid").write_bytes(b"MThd stand-in")
+  fake = tmp_path / "fake_midi2abc"  # the first file converts, the rest hang
+  fake.write_text("#!/bin/sh\ncase \"$2\" in s0.mid) printf 'X:1\\nK:C\\nabc|\\n';; "
+                  "*) sleep 60;; esac\n")
+  marker = str(fake)  # in the command line of each hanging converter
+  fake.chmod(0o755)
+  monkeypatch.setattr(sources, "MIDI2ABC", str(fake))
+
+  def interrupted(data):
+    raise KeyboardInterrupt  # Ctrl-C while the first converted file is being cleaned
+
+  monkeypatch.setattr(corpus.abc_text, "decode_bytes", interrupted)
+  # The traceback, kept as a caller that reports it would, keeps the build's frames alive: the
+  # build must stop its converters itself, not leave it to the garbage collector.
+  with pytest.raises(KeyboardInterrupt) as caught:
+    _build(midi_dir, tmp_path / "out")
+  deadline = time.time() + 5
+  while time.time() < deadline and _running(marker):
+    time.sleep(0.1)
+  assert not _running(marker), caught.traceback[-1]
+  assert not list((tmp_path / "out" / sources.MIDI_CACHE_DIR).glob("*.fail.json"))
+
+
+def _running(marker: str) -> bool:
+  return subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
 
 
 def test_missing_midi2abc_says_how_to_install(tmp_path, monkeypatch):

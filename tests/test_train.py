@@ -80,6 +80,8 @@ def test_resume_after_a_kill_between_checkpoints(data_dir, tmp_path):
   assert (trainer.ckpt.latest_step(), trainer.ckpt.latest_step("best")) == (12, 12)
   trainer.ckpt.close()
   shutil.rmtree(tmp_path / "killed" / "checkpoints" / "latest" / "12")  # the kill came first
+  paused = loop.train(cfg, tmp_path / "killed", max_steps=2)  # resumed at 8, stopped at 10
+  assert (paused["best_step"], paused["step"]) == (12, 10)  # the saved best at 12 is kept
   resumed = loop.train(cfg, tmp_path / "killed")
   assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "killed")
   (tmp_path / "killed" / "results.json").unlink()  # killed during the final test evaluation

@@ -93,6 +93,13 @@ def _digest(text: str) -> bytes:
   return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
+def _first_copies(digests: bytearray) -> np.ndarray:
+  """For each 16-byte digest, the index of the first one equal to it."""
+  keys = np.frombuffer(digests, dtype=[("hi", "<u8"), ("lo", "<u8")])
+  _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+  return first[inverse.reshape(-1)]
+
+
 class _Spool:
   """The kept tunes, in source order, in one file on disk (UTF-8), readable back by index.
 
@@ -193,11 +200,11 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
   listed in rejects.tsv. Exact duplicate tunes are counted always and dropped only with dedup=True.
   `max_files` keeps the first N input files (for quick runs and tests).
 
-  Memory stays bounded whatever the corpus size: files stream from the source one at a time, kept
+  Memory does not grow with the corpus's text: files stream from the source one at a time, kept
   tunes are spooled to a file in out_dir, and the splits are written from there in chunks. Per
-  kept tune only a few dozen bytes stay in memory (offsets, lengths, digests for duplicates). Disk:
-  the spool (about the corpus size) until the build ends, beside the outputs (text + 2 bytes per
-  token).
+  kept tune ~60 bytes stay in memory (offset, length, origin, two digests for duplicates; ~180
+  while they are sorted at the end). Disk: the spool (about the corpus size) until the build ends,
+  beside the outputs (text + 2 bytes per token).
   """
   start = time.perf_counter()
   out_dir = pathlib.Path(out_dir)
@@ -218,6 +225,9 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
                   input_dir=input_dir, seed=seed, dedup=dedup, split_fractions=split_fractions,
                   progress=progress)
   finally:
+    # Stops the source too: on Ctrl-C or an error, the MIDI route kills its running converters
+    # and drops the queued files.
+    files.close()
     spool.close()
     rejects.close()
     for name in OUTPUT_FILES:  # an interrupted build leaves no half-written file behind
@@ -233,9 +243,8 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
   # Per kept tune, in spool order: length, UNK in its music, and where it came from.
   lengths, body_unk = array.array("q"), array.array("b")
   origin_file, origin_tune, origin_paths = array.array("q"), array.array("q"), []
-  first_seen: dict[bytes, int] = {}
-  duplicates: list[tuple[int, int]] = []  # (tune, the earlier tune it repeats)
-  without_x: set[bytes] = set()
+  # 16-byte digests of each kept tune and of its text after the X: line, 32 bytes a tune.
+  digests, digests_without_x = bytearray(), bytearray()
   files_read = input_bytes = text_chars = tunes_found = latin1_files = preamble_files = 0
   for f in files:
     files_read += 1
@@ -269,17 +278,16 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
         continue
       tune, replaced = abc_text.apply_char_policy(tune)
       policy_unk.update(replaced)
-      i = len(spool)
-      first = first_seen.setdefault(_digest(tune), i)
-      if first != i:
-        duplicates.append((i, first))
-      without_x.add(_digest(tune.split("\n", 1)[1]))
+      digests += _digest(tune)
+      digests_without_x += _digest(tune.split("\n", 1)[1])
       spool.append(tune)
       lengths.append(len(tune))
       body_unk.append(abc_text.body_has_unk(tune))
       origin_file.append(len(origin_paths) - 1)
       origin_tune.append(index)
 
+  first = _first_copies(digests)
+  duplicates = [(int(i), int(first[i])) for i in np.flatnonzero(first != np.arange(len(first)))]
   keep = np.ones(len(spool), bool)
   if dedup and duplicates:
     for i, first in duplicates:
@@ -325,7 +333,8 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
       "tunes_rejected": dict(tune_reasons),
       "tunes_kept": int(keep.sum()),
       "exact_duplicates": len(duplicates),
-      "duplicates_ignoring_X_line": len(spool) - len(without_x),
+      "duplicates_ignoring_X_line": int(np.count_nonzero(
+          _first_copies(digests_without_x) != np.arange(len(spool)))),
       "dedup": dedup,
       "splits": per_split,
       "split_fractions": list(split_fractions),
@@ -368,35 +377,67 @@ def load_tunes(data_dir, split: str) -> list[str]:
   return abc_text.parse_tunes(_split_path(data_dir, split, ".txt").read_text(encoding="utf-8"))
 
 
-def read_tune_text(path, max_chars: int = 0, *, seed: int = 0,
-                   block_chars: int = 1 << 20) -> tuple[str, int]:
+def _tune_around(f, offset: int, size: int, limit: int,
+                 step: int = 1 << 16) -> tuple[int, int] | None:
+  """Byte range [start, end) of the tune (with its blank line) holding `offset` in a split's text
+  file (the next one when `offset` is a blank line), or None when it is longer than `limit` bytes
+  or there is none (the file's last blank line)."""
+  start, stop = 0, offset + 1
+  while stop > 0:  # back to the blank line before the tune, or the file's start
+    lo = max(0, stop - step)
+    f.seek(lo)
+    k = f.read(stop - lo).rfind(b"\n\n")
+    if k >= 0:
+      start = lo + k + 2
+      break
+    if lo == 0 or offset - lo > limit:
+      if lo:
+        return None
+      break
+    stop = lo + 1  # one byte of overlap: a "\n\n" across two reads
+  f.seek(start)
+  seen = b""
+  while len(seen) <= limit:  # forward to the blank line that ends it
+    data = f.read(step)
+    if not data:
+      return (start, size) if seen else None
+    k = (seen[-1:] + data).find(b"\n\n")
+    if k >= 0:
+      end = start + len(seen) - len(seen[-1:]) + k + 2
+      return (start, end) if end - start <= limit else None
+    seen += data
+  return None
+
+
+def read_tune_text(path, max_chars: int = 0, *, seed: int = 0) -> tuple[str, int]:
   """Whole tunes of a split's text file (`join_tunes` form), at most about `max_chars` of them.
 
   Returns (text, size of the whole file in bytes). A file within the limit (or max_chars 0) is
-  read whole. A larger one (a Lakh-scale train.txt: ~40 GB) gives blocks of about `block_chars`
-  from seeded random places, each cut to whole tunes at its blank lines and never overlapping, so
-  evaluation tools that index or sample training text stay within memory on any corpus.
+  read whole. A larger one (a Lakh-scale train.txt: ~40 GB) gives the tunes holding seeded random
+  characters of the file, in file order, without repeats, until they add up to max_chars: a tune
+  is drawn with probability proportional to its length (tunes longer than max_chars are never
+  drawn). Evaluation tools that index or sample training text so stay within memory.
   """
   path = pathlib.Path(path)
   size = path.stat().st_size
   if not max_chars or size <= max_chars:
     return path.read_text(encoding="utf-8"), size
-  block = max(1, min(block_chars, max_chars))
-  count = -(-max_chars // block)
-  starts = np.sort(np.random.default_rng(seed).choice(size // block, count, replace=False)) * block
-  parts = []
+  rng = np.random.default_rng(seed)
+  ranges: dict[int, int] = {}
+  total, misses = 0, 0
   with open(path, "rb") as f:
-    for start in starts:
-      f.seek(int(start))
-      data = f.read(block)
-      # Whole tunes only: from the first tune start after `start` (the file's own first tune at
-      # offset 0) to the end of the last tune that ends inside the block.
-      first = 0 if start == 0 else data.find(b"\n\n")
-      last = data.rfind(b"\n\n")
-      if first < 0 or last <= first:
+    # Misses (a tune drawn before, or one too long) end the draw once they dominate it.
+    while total < max_chars and misses < 1000:
+      found = _tune_around(f, int(rng.integers(size)), size, max_chars)
+      if found is None or found[0] in ranges:
+        misses += 1
         continue
-      begin = first if start == 0 else first + 2
-      parts.append(data[begin:last + 2].decode("utf-8"))
+      ranges[found[0]] = found[1]
+      total += found[1] - found[0]
+    parts = []
+    for start in sorted(ranges):
+      f.seek(start)
+      parts.append(f.read(ranges[start] - start).decode("utf-8"))
   return "".join(parts), size
 
 

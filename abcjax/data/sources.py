@@ -144,9 +144,12 @@ class _MidiConverter:
   def _run(self, rel: str, size: int) -> RawFile:
     # Run from the root with the relative path, so midi2abc's "T: from <file>" title does not
     # depend on where the data lives.
-    proc = subprocess.Popen([self.exe, *MIDI2ABC_ARGS, rel], cwd=self.root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    with self._lock:
+    with self._lock:  # no new converter once kill_all has run (its result would not be kept)
+      if self.stopping:
+        return RawFile(rel, None, "midi2abc_interrupted", "the build was interrupted", size)
+      proc = subprocess.Popen([self.exe, *MIDI2ABC_ARGS, rel], cwd=self.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True)
       self._live.add(proc)
       self.runs += 1
     try:
@@ -197,8 +200,8 @@ class _MidiConverter:
     return result
 
   def kill_all(self) -> None:
-    self.stopping = True
     with self._lock:
+      self.stopping = True
       live = list(self._live)
     for proc in live:
       try:

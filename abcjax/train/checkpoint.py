@@ -42,12 +42,15 @@ class Checkpoints:
     if data_state is not None:
       items["data"] = ocp.args.JsonSave(copy.deepcopy(data_state))
     manager = self._managers[kind]
-    if step in manager.all_steps():
-      # A run resumed from an older 'latest' reaches again a step it had saved before it was
+    stale = [s for s in manager.all_steps() if s >= step]
+    if stale:
+      # A run resumed from an older 'latest' reaches again the steps it had saved before it was
       # killed (a best checkpoint, or the final one when the kill came during the test
-      # evaluation). Training is deterministic, so the new state replaces the old one.
+      # evaluation). Those belong to the abandoned run: this save replaces them, so the kind's
+      # newest step is always the one just saved (orbax keeps the highest steps).
       manager.wait_until_finished()
-      manager.delete(step)
+      for s in stale:
+        manager.delete(s)
     manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def progress(self, kind: str, step: int | None = None) -> dict[str, Any]:
