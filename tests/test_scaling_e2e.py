@@ -1,5 +1,8 @@
 import csv
+import json
 
+from abcjax.scaling import sweep
+from abcjax.train.config import TrainConfig
 from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
 OUTPUTS = ("{a}_results.csv", "{a}_training_curves.png", "{a}_loss_vs_params.png", "{a}_summary.txt",
@@ -33,6 +36,14 @@ def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path)
   assert "[gpt small] finished before" in again and "[gpt tiny]" not in again
   with open(work / "gpt" / "gpt_results.csv") as f:  # a rerun of one size keeps the others
     assert [r["size"] for r in csv.DictReader(f)] == ["tiny", "small"]
+  # ... but only those of the same recipe and corpus.
+  saved = {s: TrainConfig.from_dict(json.loads((work / "gpt" / s / "config.json").read_text())["train"])
+           for s in ("tiny", "small")}
+  rows = sweep.finished_rows("gpt", ["tiny", "small", "xl"], saved.get, work)
+  assert [r["size"] for r in rows] == ["tiny", "small"]
+  other = build_tiny_corpus(tmp_path / "other", count=60, seed=3)
+  assert sweep.finished_rows("gpt", ["tiny"], lambda s: saved[s].replace(data_dir=str(other)), work) == []
+  assert sweep.finished_rows("gpt", ["tiny"], lambda s: saved[s].replace(lr=1.0), work) == []
 
   scaling(work, data_dir, "lstm", "tiny,small")
   for name in ("compare_summary.txt", "compare_val_loss_vs_params.png",

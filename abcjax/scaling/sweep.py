@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 import jax
 from absl import logging
 
+from abcjax.data import corpus
 from abcjax.models import size_names
 from abcjax.scaling import report
 from abcjax.train import loop
@@ -46,17 +47,22 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Train
 
 def finished_rows(arch: str, sizes: Sequence[str], config_for: Callable[[str], TrainConfig],
                   workdir: str | pathlib.Path) -> list[dict[str, Any]]:
-  """Result rows of the finished runs among `sizes` whose config is the one config_for gives."""
+  """Result rows of the finished runs among `sizes` whose config is the one config_for gives,
+  trained on the same corpus folder."""
   rows = []
   for size in sizes:
     path = run_dir(workdir, arch, size)
     if not (path / loop.RESULTS_FILE).exists():
       continue
-    saved = json.loads((path / loop.CONFIG_FILE).read_text()).get("train", {})
-    diff = config_mismatch(saved, config_for(size))
+    saved = json.loads((path / loop.CONFIG_FILE).read_text())
+    cfg = config_for(size)
+    diff = sorted(config_mismatch(saved.get("train", {}), cfg))
+    data_dir = pathlib.Path(corpus.ensure_corpus(cfg.data_dir)).resolve()
+    if saved.get("data_dir") and pathlib.Path(saved["data_dir"]).resolve() != data_dir:
+      diff.append(f"corpus {saved['data_dir']}")
     if diff:
       print(f"[{arch} {size}] left out of the outputs: {path} was trained with another config "
-            f"({', '.join(sorted(diff))} differ)", flush=True)
+            f"({', '.join(diff)} differ)", flush=True)
       continue
     rows.append(report.result_row(json.loads((path / loop.RESULTS_FILE).read_text())))
   return rows
