@@ -290,9 +290,9 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
   duplicates = [(int(i), int(first[i])) for i in np.flatnonzero(first != np.arange(len(first)))]
   keep = np.ones(len(spool), bool)
   if dedup and duplicates:
-    for i, first in duplicates:
+    for i, original in duplicates:
       rejects.add(origin_paths[origin_file[i]], origin_tune[i], "duplicate",
-                  f"same as {origin_paths[origin_file[first]]} tune {origin_tune[first]}")
+                  f"same as {origin_paths[origin_file[original]]} tune {origin_tune[original]}")
       keep[i] = False
     tune_reasons["duplicate"] += len(duplicates)
   rejects.publish()
