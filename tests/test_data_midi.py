@@ -96,9 +96,10 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path, monkeypatch):
   monkeypatch.setattr(sources._MidiConverter, "_run", interrupted_run)
   with pytest.raises(KeyboardInterrupt):
     # One worker: corrupt.mid and song0.mid finish (empty.mid needs no run), then Ctrl-C.
-    sources.convert_midi_dir(midi_dir, cache, workers=1, progress=False)
+    list(sources.iter_midi_dir(midi_dir, cache, {}, workers=1, progress=False))
   monkeypatch.setattr(sources._MidiConverter, "_run", run)
-  files, stats = sources.convert_midi_dir(midi_dir, cache, progress=False)
+  stats = {}
+  files = list(sources.iter_midi_dir(midi_dir, cache, stats, progress=False))
   assert (stats["midi2abc_runs"], stats["midi_cache_hits"]) == (3, 2)
   assert [f.reason for f in files] == ["midi2abc_failed", "empty_file", None, None, None, None]
 

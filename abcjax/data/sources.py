@@ -81,10 +81,6 @@ def iter_files(root: pathlib.Path, paths: list[pathlib.Path],
     yield RawFile(rel, data, input_bytes=len(data))
 
 
-def read_files(root: pathlib.Path, paths: list[pathlib.Path], progress: bool = False) -> list[RawFile]:
-  return list(iter_files(root, paths, progress))
-
-
 def midi2abc_binary() -> str:
   exe = shutil.which(MIDI2ABC)
   if exe is None:
@@ -264,15 +260,6 @@ def _convert_in_order(converter: _MidiConverter, paths: list[pathlib.Path], work
   count()
 
 
-def convert_midi_dir(input_dir, cache_dir, *, workers: int | None = None, timeout_s: float = 60.0,
-                     progress: bool = True, max_files: int | None = None) -> tuple[list[RawFile], dict]:
-  """`iter_midi_dir` as a list, with its statistics."""
-  stats: dict = {}
-  files = list(iter_midi_dir(input_dir, cache_dir, stats, workers=workers, timeout_s=timeout_s,
-                             progress=progress, max_files=max_files))
-  return files, stats
-
-
 def iter_source(source: str, *, input_dir=None, cache_root=None, workers: int | None = None,
                 timeout_s: float = 60.0, progress: bool = True,
                 max_files: int | None = None) -> tuple[Iterator[RawFile], dict]:
@@ -296,9 +283,3 @@ def iter_source(source: str, *, input_dir=None, cache_root=None, workers: int | 
                           max_files=max_files)
     return files, stats
   raise ValueError(f"--source must be one of {SOURCES}; got {source!r}")
-
-
-def load_source(source: str, **kwargs) -> tuple[list[RawFile], dict]:
-  """`iter_source` as a list (every file's bytes in memory at once: for small corpora)."""
-  files, stats = iter_source(source, **kwargs)
-  return list(files), stats
