@@ -90,10 +90,13 @@ def run_baseline(data_dir, out_dir: pathlib.Path) -> dict:
   return json.loads((out_dir / "baseline" / "summary.json").read_text())
 
 
-def reference(train_text: str) -> list[str] | None:
+def reference(corpus_train: pathlib.Path, text: str | None = None) -> list[str] | None:
+  """Training tunes for the musical statistics, from `text` when it is the corpus's train text."""
   if not REFERENCE_TUNES.value:
     return None
-  tunes = abc_text.parse_tunes(train_text)
+  if text is None:
+    text = corpus.read_tune_text(corpus_train, MEMORIZATION_CHARS.value)[0]
+  tunes = abc_text.parse_tunes(text)
   pick = np.random.default_rng(0).choice(len(tunes), min(REFERENCE_TUNES.value, len(tunes)), replace=False)
   return [tunes[i] for i in sorted(pick)]
 
@@ -147,10 +150,9 @@ def main(argv):
 
   baseline = run_baseline(data_dir, out_dir) if RUN_BASELINE.value else None
   corpus_train = pathlib.Path(data_dir) / "train.txt"
-  train_text, train_bytes = corpus.read_tune_text(corpus_train, MEMORIZATION_CHARS.value)
-  reference_tunes = reference(train_text)
-  if TRAIN_TEXT.value:
-    train_text, train_bytes = corpus.read_tune_text(TRAIN_TEXT.value, MEMORIZATION_CHARS.value)
+  train_text, train_bytes = corpus.read_tune_text(TRAIN_TEXT.value or corpus_train,
+                                                  MEMORIZATION_CHARS.value)
+  reference_tunes = reference(corpus_train, None if TRAIN_TEXT.value else train_text)
   if MEMORIZATION_CHARS.value and train_bytes > MEMORIZATION_CHARS.value:
     print(f"memorization: the index holds {len(train_text):,} characters of whole tunes from random "
           f"places in the {train_bytes:,}-byte training text (--memorization_chars)", flush=True)
