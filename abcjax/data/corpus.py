@@ -58,7 +58,7 @@ def _split_indices(n: int, fractions, seed: int) -> dict[str, np.ndarray]:
   """Disjoint, sorted tune indices per split, a pure function of (n, fractions, seed).
 
   val and test get round(fraction * n) tunes, and at least one when their fraction is positive
-  (training evaluates on both), so a corpus of fewer than 50 tunes still has them.
+  (training evaluates on both), so a corpus of 50 tunes or fewer still has them.
   """
   _check_fractions(fractions)
   perm = np.random.default_rng(seed).permutation(n)
@@ -383,17 +383,17 @@ def _tune_around(f, offset: int, size: int, limit: int,
   file (the next one when `offset` is a blank line), or None when it is longer than `limit` bytes
   or there is none (the file's last blank line)."""
   start, stop = 0, offset + 1
-  while stop > 0:  # back to the blank line before the tune, or the file's start
+  while True:  # back to the blank line before the tune, or the file's start
     lo = max(0, stop - step)
     f.seek(lo)
     k = f.read(stop - lo).rfind(b"\n\n")
     if k >= 0:
       start = lo + k + 2
       break
-    if lo == 0 or offset - lo > limit:
-      if lo:
-        return None
+    if lo == 0:
       break
+    if offset - lo > limit:
+      return None
     stop = lo + 1  # one byte of overlap: a "\n\n" across two reads
   f.seek(start)
   seen = b""

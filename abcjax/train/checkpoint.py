@@ -53,12 +53,17 @@ class Checkpoints:
         manager.delete(s)
     manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-  def progress(self, kind: str, step: int | None = None) -> dict[str, Any]:
-    """The progress record of a checkpoint (default: the newest of its kind), without its state."""
+  def _step(self, kind: str, step: int | None) -> tuple[ocp.CheckpointManager, int]:
+    """The manager of a kind and the step asked for (default: its newest; none is an error)."""
     manager = self._managers[kind]
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no '{kind}' checkpoint in {manager.directory}")
+    return manager, step
+
+  def progress(self, kind: str, step: int | None = None) -> dict[str, Any]:
+    """The progress record of a checkpoint (default: the newest of its kind), without its state."""
+    manager, step = self._step(kind, step)
     return manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))["progress"]
 
   def restore(self, kind: str, abstract_state: Any, *, step: int | None = None,
@@ -67,10 +72,7 @@ class Checkpoints:
 
     abstract_state is a pytree of jax.ShapeDtypeStruct whose shardings say where arrays land.
     """
-    manager = self._managers[kind]
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no '{kind}' checkpoint in {manager.directory}")
+    manager, step = self._step(kind, step)
     items = {"state": ocp.args.StandardRestore(abstract_state), "progress": ocp.args.JsonRestore()}
     if with_data:
       items["data"] = ocp.args.JsonRestore()
