@@ -19,7 +19,7 @@ from absl import app, flags
 from abcjax.models import size_names
 from abcjax.train import loop
 from abcjax.train.presets import BEST_DEFAULT, preset_config
-from experiments import common
+from experiments import cli, common
 
 ARCH = flags.DEFINE_enum("arch", None, ["gpt", "lstm"], "Model family (default: the preset's best: "
                         "gpt with the paper preset, as the study; lstm with the cpu preset).")
@@ -41,7 +41,7 @@ def main(argv):
     raise app.UsageError(f"--size: {arch} table {table} has {size_names(arch, table)}, not {size!r}")
   print(f"best model: {arch} {size} (table {table}, preset {preset})", flush=True)
   cfg = preset_config(preset, arch, size, best_model=True, table=table)
-  cfg = common.finish_config(cfg)
+  cfg = common.finish_config(cfg, owned={"arch": "--arch", "size": "--size", "table": "--table"})
   if EPOCHS.value is not None:
     cfg = cfg.replace(epochs=EPOCHS.value)
   results = loop.train(cfg, WORKDIR.value)
@@ -49,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -1,4 +1,4 @@
-"""Flags shared by the training entry points (scaling, best_model): parsing only, no logic."""
+"""Flags shared by the training entry points (scaling, best_model), and how they make a config."""
 
 from absl import flags
 
@@ -49,9 +49,17 @@ def start_distributed() -> None:
   distributed.initialize(DISTRIBUTED.value, COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
 
 
-def finish_config(cfg: TrainConfig) -> TrainConfig:
-  """Applies the shared flags on top of a preset's config."""
+def finish_config(cfg: TrainConfig, owned: dict[str, str] | None = None) -> TrainConfig:
+  """Applies the shared flags on top of a preset's config.
+
+  owned: TrainConfig fields that the entry point sets itself, each with the flag that does
+  (`--set size=xl` in a sweep of --sizes would train xl under another size's name).
+  """
   import jax
+  for item in SET.value:
+    name = item.partition("=")[0].strip()
+    if owned and name in owned:
+      raise ValueError(f"--set {item!r}: {name} is set by {owned[name]} here")
   changes = {}
   if DATA_DIR.value is not None:
     changes["data_dir"] = DATA_DIR.value

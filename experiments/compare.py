@@ -6,6 +6,7 @@ r"""Part 3: compare the GPT and LSTM sweeps of one work folder.
 from absl import app, flags
 
 from abcjax.scaling import compare
+from experiments import cli
 
 WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "The scaling sweep's folder (holds gpt/ and lstm/).")
 OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write the comparison (default <workdir>/compare).")
@@ -18,4 +19,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

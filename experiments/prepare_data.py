@@ -5,6 +5,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from abcjax.data import corpus, sources
+from experiments import cli
 
 _SOURCE = flags.DEFINE_enum("source", "music21", sources.SOURCES, "Where the tunes come from.")
 _INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of .abc or .mid files (abc_dir, midi_dir).")
@@ -39,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

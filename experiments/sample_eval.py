@@ -18,13 +18,16 @@ hostmem.reexec_with_tuned_malloc(__name__, __file__)
 
 import json
 import pathlib
+import re
 
 import numpy as np
 from absl import app, flags, logging
 
 from abcjax.data import abc_text, corpus
 from abcjax.evaluation import evaluate
-from abcjax.evaluation.sampling import SamplingConfig, valid_prompt_tunes, write_samples
+from abcjax.evaluation.sampling import (FIELD_RANGES, SamplingConfig, valid_prompt_tunes,
+                                        write_samples)
+from experiments import cli
 
 _DEFAULTS = SamplingConfig()
 WORKDIR = flags.DEFINE_string("workdir", "runs/best_model", "Trained run to sample from.")
@@ -61,9 +64,28 @@ MEMORIZATION_CHARS = flags.DEFINE_integer(
     "26 s; 0: the whole file).")
 WORKERS = flags.DEFINE_integer("workers", 2, "Worker processes for music21 and abc2midi.")
 
+_RANGES = {**FIELD_RANGES,
+           "memorization_chars": (lambda v: v >= 0, ">= 0 (0: the whole file)"),
+           "reference_tunes": (lambda v: v >= 0, ">= 0 (0: skip)"),
+           "calibrate_tunes": (lambda v: v >= 0, ">= 0 (0: the test split)"),
+           "workers": (lambda v: v >= 1, ">= 1")}
+for _name, (_ok, _allowed) in _RANGES.items():
+  flags.register_validator(_name, _ok, message=f"must be {_allowed}")
+
+
+@flags.multi_flags_validator(["num_uncond", "num_cond", "samples_dir", "calibrate"],
+                             message="--num_uncond + --num_cond is 0: ask for at least one sample")
+def _asks_for_a_sample(values) -> bool:
+  return bool(values["samples_dir"] or values["calibrate"]
+              or values["num_uncond"] + values["num_cond"] >= 1)
+
 
 def write_tunes(tunes, folder: pathlib.Path, prefix: str) -> list[pathlib.Path]:
+  """Writes <prefix>_NNNNN.abc per tune, first removing those an earlier run wrote."""
   folder.mkdir(parents=True, exist_ok=True)
+  for stale in folder.iterdir():
+    if re.fullmatch(rf"{prefix}_\d{{5,}}\.abc", stale.name):
+      stale.unlink()
   paths = []
   for i, tune in enumerate(tunes):
     paths.append(folder / f"{prefix}_{i:05d}.abc")
@@ -81,13 +103,64 @@ def calibration_tunes(data_dir, count: int, seed: int) -> list[str]:
   return [tunes[i] for i in sorted(pick)]
 
 
+def reused_baseline() -> dict | None:
+  """The summary --baseline names, read before any work so that a wrong path fails at once."""
+  if not (RUN_BASELINE.value and BASELINE.value):
+    return None
+  hint = ("give the summary.json of an earlier run's baseline/ folder, or leave --baseline out to "
+          "evaluate the test split again")
+  try:
+    summary = json.loads(pathlib.Path(BASELINE.value).read_text(encoding="utf-8"))
+  except OSError as e:
+    raise FileNotFoundError(f"--baseline={BASELINE.value}: cannot read it ({e}); {hint}") from e
+  except ValueError as e:
+    raise ValueError(f"--baseline={BASELINE.value}: not JSON ({e}); {hint}") from e
+  if not isinstance(summary, dict) or "valid_pct" not in summary:
+    raise ValueError(f"--baseline={BASELINE.value}: not a sample_eval summary.json; {hint}")
+  return summary
+
+
 def run_baseline(data_dir, out_dir: pathlib.Path) -> dict:
   """Evaluates the real tunes of the test split exactly as the samples are evaluated."""
-  if BASELINE.value:
-    return json.loads(pathlib.Path(BASELINE.value).read_text())
   files = write_tunes(corpus.load_tunes(data_dir, "test"), out_dir / "baseline" / "tunes", "real")
   evaluate.evaluate_files(files, out_dir / "baseline", workers=WORKERS.value)
   return json.loads((out_dir / "baseline" / "summary.json").read_text())
+
+
+def corpus_dir(trained_on: pathlib.Path | None = None) -> pathlib.Path:
+  """--data_dir checked as a prepared corpus; without it `trained_on` or the embedded corpus."""
+  try:
+    return corpus.ensure_corpus(DATA_DIR.value or trained_on)
+  except FileNotFoundError as e:
+    if DATA_DIR.value:
+      raise FileNotFoundError(f"--data_dir={DATA_DIR.value}: {e}") from e
+    if trained_on is None:
+      raise FileNotFoundError(f"--data_dir not given, and the default corpus: {e}") from e
+    raise FileNotFoundError(f"--workdir={WORKDIR.value} was trained on {trained_on}, which is no "
+                            "longer a corpus: pass --data_dir=the corpus it was trained on") from e
+
+
+def load_checkpoint():
+  """The trained run of --workdir and the corpus to evaluate it with, each checked, or an error
+  that names the flag to change."""
+  from abcjax.train import loop  # Only the checkpoint route needs the model stack.
+  workdir = pathlib.Path(WORKDIR.value)
+  if not (workdir / loop.CONFIG_FILE).is_file():
+    raise FileNotFoundError(f"--workdir={workdir}: no trained run there ({loop.CONFIG_FILE} "
+                            "missing); point it at a run folder, or train one: "
+                            "python -m experiments.best_model")
+  data_dir = corpus_dir() if DATA_DIR.value else None
+  try:
+    trained = loop.load_trained(workdir, CHECKPOINT.value, data_dir)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"--workdir={workdir} --checkpoint={CHECKPOINT.value}: {e}") from e
+  except loop.ConfigMismatch as e:
+    raise ValueError(f"--data_dir={data_dir}: {e}") from e
+  if data_dir is None:  # The corpus it was trained on, which must still have its vocabulary.
+    data_dir = corpus_dir(trained.data_dir)
+    loop.check_vocab(workdir, corpus.load_vocab(data_dir), data_dir,
+                     "Pass --data_dir=the corpus the model was trained on.")
+  return trained, data_dir
 
 
 def reference(corpus_train: pathlib.Path, text: str | None = None) -> list[str] | None:
@@ -106,11 +179,15 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax's INFO chatter stays off the console
+  if TRAIN_TEXT.value and not pathlib.Path(TRAIN_TEXT.value).is_file():
+    raise FileNotFoundError(f"--train_text={TRAIN_TEXT.value}: no such file; give a training "
+                            "text (e.g. a corpus's train.txt), or leave it out to use the corpus's")
+  baseline = reused_baseline()
   out_dir = pathlib.Path(OUT_DIR.value)
   out_dir.mkdir(parents=True, exist_ok=True)
 
   if CALIBRATE.value:
-    data_dir = corpus.ensure_corpus(DATA_DIR.value)
+    data_dir = corpus_dir()
     files = write_tunes(calibration_tunes(data_dir, CALIBRATE_TUNES.value, SEED.value),
                         out_dir / "tunes", "real")
     evaluate.evaluate_files(files, out_dir, workers=WORKERS.value)
@@ -119,14 +196,12 @@ def main(argv):
 
   kinds = prompts = ended = None
   if SAMPLES_DIR.value:
-    data_dir = corpus.ensure_corpus(DATA_DIR.value)
+    data_dir = corpus_dir()
     files = sorted(pathlib.Path(SAMPLES_DIR.value).glob("*.abc"))
     if not files:
       raise app.UsageError(f"--samples_dir={SAMPLES_DIR.value}: no .abc files there")
   else:
-    from abcjax.train import loop  # Only the checkpoint route needs the model stack.
-    trained = loop.load_trained(WORKDIR.value, CHECKPOINT.value)
-    data_dir = pathlib.Path(DATA_DIR.value) if DATA_DIR.value else trained.data_dir
+    trained, data_dir = load_checkpoint()
     sampling = SamplingConfig(
         num_uncond=NUM_UNCOND.value, num_cond=NUM_COND.value, temperature=TEMPERATURE.value,
         top_k=TOP_K.value, top_p=TOP_P.value, seed=SEED.value, max_new_tokens=MAX_NEW_TOKENS.value,
@@ -148,7 +223,8 @@ def main(argv):
       print(f"{unstopped} of {len(manifest)} samples reached --max_new_tokens before the end of "
             "their tune", flush=True)
 
-  baseline = run_baseline(data_dir, out_dir) if RUN_BASELINE.value else None
+  if RUN_BASELINE.value and baseline is None:
+    baseline = run_baseline(data_dir, out_dir)
   corpus_train = pathlib.Path(data_dir) / "train.txt"
   train_text, train_bytes = corpus.read_tune_text(TRAIN_TEXT.value or corpus_train,
                                                   MEMORIZATION_CHARS.value)
@@ -164,4 +240,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -19,12 +19,17 @@ from absl import app, flags
 from abcjax.models import size_names
 from abcjax.scaling import compare, sweep
 from abcjax.train.presets import preset_config
-from experiments import common
+from experiments import cli, common
 
 ARCH = flags.DEFINE_enum("arch", "gpt", ["gpt", "lstm"], "Model family.")
 SIZES = flags.DEFINE_list("sizes", None, "Comma-separated sizes (default: every size of the family).")
 WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "Folder of the sweep; one subfolder per arch/size.")
 COMPARE = flags.DEFINE_bool("compare", True, "Also write the GPT-vs-LSTM comparison when both have results.")
+
+
+# Fields a sweep sets per size; a shape given to every size would give them all one model.
+_OWNED = {"arch": "--arch", "size": "--sizes", "table": "--table", "n_layer": "--sizes",
+          "d_model": "--sizes", "n_head": "--sizes"}
 
 
 def main(argv):
@@ -40,7 +45,7 @@ def main(argv):
   preset = common.preset()
 
   def config_for(size):
-    return common.finish_config(preset_config(preset, arch, size, table=table))
+    return common.finish_config(preset_config(preset, arch, size, table=table), owned=_OWNED)
 
   sweep.run_sweep(arch, sizes, config_for, WORKDIR.value, preset=preset)
   if COMPARE.value:
@@ -48,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from abcjax.models import build_model, generate, get_config, sample_logits
+from abcjax.models import build_model, decode, generate, get_config, sample_logits
 
 VOCAB = 20
 NEW = 40  # one max_new_tokens for most tests, so compiled loops are shared
@@ -139,6 +139,76 @@ def test_zero_new_tokens_and_bad_prompts():
     generate(model, params, [np.array([], np.int32)], max_new_tokens=4)
   with pytest.raises(ValueError, match="prompt tokens"):
     generate(model, params, [np.array([VOCAB])], max_new_tokens=4)
+
+
+@pytest.mark.parametrize("prompts", [np.array([0, 3, 4]), [0, 3, 4], [np.int32(0), np.int32(3)]],
+                         ids=["ndarray", "list", "numpy_scalars"])
+def test_one_dimensional_prompt_is_rejected(prompts):
+  model, params = tiny_model("lstm")
+  with pytest.raises(ValueError, match=r"list of prompts.*pass \[ids\]"):
+    generate(model, params, prompts, max_new_tokens=4)
+
+
+def test_a_ragged_object_array_of_prompts_is_a_list_of_prompts():
+  model, params = tiny_model("lstm")
+  ragged = np.empty(2, dtype=object)
+  ragged[0], ragged[1] = np.array([1, 2, 3]), np.array([4])
+  as_array = generate(model, params, ragged, max_new_tokens=4)
+  as_list = generate(model, params, [np.array([1, 2, 3]), np.array([4])], max_new_tokens=4)
+  assert [list(x) for x in as_array] == [list(x) for x in as_list]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("max_new_tokens", 2.5), ("max_new_tokens", -1),
+    ("temperature", -1.0), ("temperature", float("nan")), ("temperature", float("inf")),
+    ("top_k", -3), ("top_k", 2.0),
+    ("top_p", -1.0), ("top_p", 0.0), ("top_p", 2.0), ("top_p", float("nan")),
+    ("seed", -1), ("seed", 2**40), ("seed", 1.5),
+    ("stop_token", -1), ("stop_token", VOCAB),
+])
+def test_meaningless_knobs_are_rejected_by_name(name, value):
+  model, params = tiny_model("lstm")
+  kw = {"max_new_tokens": 4, name: value}
+  with pytest.raises(ValueError, match=rf"^{name} must be .*(integer|number|in \().*got"):
+    generate(model, params, PROMPTS, **kw)
+
+
+def test_float_and_nested_prompt_ids_are_rejected():
+  model, params = tiny_model("lstm")
+  with pytest.raises(ValueError, match="integer ids"):
+    generate(model, params, [np.array([1.0, 2.7])], max_new_tokens=4)
+  with pytest.raises(ValueError, match="1-D"):
+    generate(model, params, [np.array([[1, 2]])], max_new_tokens=4)
+
+
+def test_nearby_lengths_share_one_compile(monkeypatch):
+  traces = []
+  traced_loop = decode._generate_loop
+
+  def counting_loop(*args):
+    traces.append(1)  # runs once per trace, i.e. once per compile of the sampling loop
+    return traced_loop(*args)
+
+  monkeypatch.setattr(decode, "_generate_loop", counting_loop)
+  model, params = tiny_model("lstm", d_model=24)  # a config no other test compiles
+  for new in (30, 35, 41, 50, 57):  # the 7-token prompt plus each length pads to 64
+    outs = generate(model, params, PROMPTS, max_new_tokens=new, seed=1)
+    assert [len(x) for x in outs] == [new] * len(PROMPTS)
+  assert len(traces) == 1
+
+
+def test_bucketed_buffer_samples_what_an_exact_buffer_does(model_and_params, monkeypatch):
+  model, params = model_and_params
+  for use_cache in (True, False):
+    kw = dict(max_new_tokens=NEW, temperature=1.0, seed=6, use_cache=use_cache)
+    bucketed = generate(model, params, PROMPTS, **kw)
+    shorter = generate(model, params, PROMPTS, **{**kw, "max_new_tokens": NEW - 9})
+    with monkeypatch.context() as patch:
+      patch.setattr(decode, "_bucket", lambda n: n)  # a buffer of exactly prompt + new tokens
+      exact = generate(model, params, PROMPTS, **kw)
+    for b, s, e in zip(bucketed, shorter, exact):
+      np.testing.assert_array_equal(b, e)
+      np.testing.assert_array_equal(s, b[:NEW - 9])
 
 
 def test_sample_logits_filters():

@@ -177,6 +177,34 @@ def test_abc_to_midi_reports_failures_and_timeouts():
   assert not slow.converted and slow.error == 'timeout'
 
 
+def test_abc_to_midi_reads_the_text_never_a_file(tmp_path, monkeypatch):
+  # music21's converter.parse would read the working folder for '', a file named C for 'C', and
+  # the file a path names
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'C').write_text(VALID_TUNES['pickup_repeats_endings'])
+  for text in ('', 'C', str(tmp_path / 'C')):
+    result = midi.abc_to_midi(text)
+    assert not result.converted and 'Error' not in result.error.split(':')[0], result.error
+    assert not midi.study_valid(text)
+  with pytest.raises(Exception) as raised:
+    midi.parse_abc(str(tmp_path / 'C'))
+  assert not isinstance(raised.value, OSError)
+
+
+def test_failed_conversion_leaves_an_existing_file_alone(tmp_path):
+  path = tmp_path / 'tune.mid'
+  path.write_bytes(b'earlier')
+  assert not midi.abc_to_midi('X:1\nT:t\nK:C\n', str(path)).converted
+  assert not midi.abc_to_midi(VALID_TUNES['pickup_repeats_endings'], str(path), 1e-4).converted
+  assert path.read_bytes() == b'earlier'
+  assert midi.abc_to_midi(VALID_TUNES['pickup_repeats_endings'], str(path)).converted
+  assert midi.count_midi_notes(str(path)) > 0
+  assert [p.name for p in tmp_path.iterdir()] == ['tune.mid']  # no temporary file left
+  plain = tmp_path / 'plain'
+  plain.write_bytes(b'')  # a file made as usual: the MIDI file gets the same permissions
+  assert path.stat().st_mode == plain.stat().st_mode
+
+
 def test_study_valid_is_weaker():
   no_title = VALID_TUNES['pickup_repeats_endings'].replace('T:Pickup, repeats and endings\n', '')
   assert not midi.study_valid(no_title)
@@ -324,3 +352,26 @@ def test_summary_with_baseline():
   assert summary['per_kind']['cond']['valid_pct'] == 0.0
   text = evaluate.summary_text(summary)
   assert 'baseline (real)' in text and '99.2' in text
+
+
+def test_evaluate_files_replaces_an_earlier_evaluation(tmp_path, monkeypatch):
+  """midi/ ends up holding this evaluation's files only, and results.csv is never half written."""
+  first, second = tmp_path / 'uncond_000.abc', tmp_path / 'uncond_001.abc'
+  first.write_text(VALID_TUNES['pickup_repeats_endings'])
+  second.write_text(VALID_TUNES['tuplets_chords_grace'])
+  out = tmp_path / 'out'
+  evaluate.evaluate_files([first, second], out)
+  assert sorted(p.name for p in (out / 'midi').iterdir()) == ['uncond_000.mid', 'uncond_001.mid']
+  first.write_text(INVALID_TUNES['empty_body'])  # music21 finds no notes
+  rows = evaluate.evaluate_files([first], out)
+  assert not rows[0]['converted'] and list((out / 'midi').iterdir()) == []
+  written = (out / 'results.csv').read_bytes()
+
+  def fail(self, rows):
+    raise RuntimeError('disk full')
+  monkeypatch.setattr(evaluate.csv.DictWriter, 'writerows', fail)
+  with pytest.raises(RuntimeError):
+    evaluate.evaluate_files([second], out)
+  assert (out / 'results.csv').read_bytes() == written
+  assert sorted(p.name for p in out.iterdir()) == ['midi', 'results.csv', 'summary.json',
+                                                   'summary.txt']

@@ -1,7 +1,9 @@
 import csv
 import json
 
-from abcjax.scaling import sweep
+import pytest
+
+from abcjax.scaling import compare, sweep
 from abcjax.train.config import TrainConfig
 from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
@@ -51,3 +53,39 @@ def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path)
     assert (work / "compare" / name).stat().st_size > 0
   table = (work / "compare" / "compare_summary.txt").read_text()
   assert table.count("\ngpt") == 1 and table.count("\nlstm") == 1
+  assert "not trained alike" not in table
+  # The same families on another corpus are flagged as not like for like.
+  fit = json.loads((work / "lstm" / "lstm_fit.json").read_text())
+  assert fit["corpus"] == str(data_dir.resolve()) and fit["tokens"] == [16384]
+  fit["corpus"] = str(other)
+  (work / "lstm" / "lstm_fit.json").write_text(json.dumps(fit))
+  compare.compare(work)
+  table = (work / "compare" / "compare_summary.txt").read_text()
+  assert "not trained alike" in table and f"corpus: gpt {data_dir.resolve()}, lstm {other}" in table
+
+
+def test_a_stopped_size_stops_the_sweep(tmp_path, monkeypatch):
+  import signal
+  from abcjax.train import loop
+  data_dir = build_tiny_corpus(tmp_path, count=120)
+  cfg = TrainConfig(arch="gpt", data_dir=str(data_dir), block_size=32, batch_size=8,
+                    tokens=8 * 8 * 32, width_scale=1 / 6, eval_every=4, log_every=1,
+                    checkpoint_every=4, progress=False)
+  made = loop.step_lib.make_train_step
+
+  def make_stopping_step(*args, **kwargs):
+    step, calls = made(*args, **kwargs), []
+
+    def stopping_step(state, batch):
+      calls.append(1)
+      if len(calls) == 2:
+        signal.raise_signal(signal.SIGTERM)
+      return step(state, batch)
+    return stopping_step
+
+  monkeypatch.setattr(loop.step_lib, "make_train_step", make_stopping_step)
+  work = tmp_path / "sweep"
+  with pytest.raises(loop.RunStopped, match="SIGTERM stopped .*tiny at step 2 of 8"):
+    sweep.run_sweep("gpt", ["tiny", "small"], lambda s: cfg.replace(size=s), work, preset="cpu")
+  assert not (work / "gpt" / "small").exists()  # the next size never started
+  assert not (work / "gpt" / "gpt_results.csv").exists()

@@ -196,11 +196,14 @@ print(json.dumps({"devices": jax.device_count(), "val": res["best_val_loss"]}))
 """
 
 
+def _script_env(devices=1):
+  return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+              JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+
+
 def run_script(script, *args, devices=1):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-  out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
-                       text=True, timeout=300, cwd=REPO)
+  out = subprocess.run([sys.executable, "-c", script, *args], env=_script_env(devices),
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -212,3 +215,118 @@ def test_two_devices_match_one(data_dir, tmp_path):
   assert (one["devices"], two["devices"]) == (1, 2)
   assert two["val"] == pytest.approx(one["val"], rel=1e-4)
 
+
+
+_PROCESS_SCRIPT = """
+import json, sys
+import jax
+from abcjax.train import distributed, loop
+from abcjax.train.config import TrainConfig
+cfg, workdir, address, pid, max_steps = sys.argv[1:]
+distributed.initialize("on", address, 2, int(pid))
+res = loop.train(TrainConfig.from_dict(json.loads(cfg)), workdir, max_steps=int(max_steps) or None)
+print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(),
+                  "step": res.get("steps", res.get("step")), "val": res.get("best_val_loss")}))
+"""
+
+
+def run_two_processes(*args):
+  """Runs _PROCESS_SCRIPT as processes 0 and 1 of one jax.distributed job on this machine."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    address = f"localhost:{s.getsockname()[1]}"
+  procs = [subprocess.Popen([sys.executable, "-c", _PROCESS_SCRIPT, *args[:2], address, str(pid),
+                             *args[2:]], env=_script_env(), cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for pid in range(2)]
+  outs = []
+  for proc in procs:
+    try:
+      stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+      for p in procs:
+        p.kill()
+      raise
+    assert proc.returncode == 0, stderr[-3000:]
+    outs.append(json.loads(stdout.strip().splitlines()[-1]))
+  return outs
+
+
+def test_two_processes_match_one_and_resume(data_dir, tmp_path):
+  # The last step saves 'latest', 'best' and 'final' together: with two processes, orbax's
+  # barriers of the three kinds must not share names. The run stops at step 5 and resumes.
+  cfg = json.dumps(tiny_config(data_dir).to_dict())
+  one = run_script(_DEVICES_SCRIPT, cfg, str(tmp_path / "one"))
+  first = run_two_processes(cfg, str(tmp_path / "two"), "5")
+  assert [o["step"] for o in first] == [5, 5] and first[0]["processes"] == 2
+  second = run_two_processes(cfg, str(tmp_path / "two"), "0")
+  assert [o["step"] for o in second] == [24, 24] and second[0]["devices"] == 2
+  assert second[0]["val"] == second[1]["val"] == pytest.approx(one["val"], rel=1e-4)
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(lr=-1.0), "lr"), (dict(log_every=0), "log_every"), (dict(tokens=0), "tokens"),
+    (dict(epochs=float("nan")), "epochs"), (dict(eval_batch_size=0), "eval_batch_size"),
+    (dict(seed=-1), "seed"), (dict(dropout=1.0), "dropout"), (dict(size="huge"), "size"),
+    (dict(checkpoint_every=-1), "checkpoint_every"), (dict(n_layer=-2), "n_layer")])
+def test_bad_config_values_are_refused_by_name(data_dir, tmp_path, change, field):
+  with pytest.raises(ValueError, match=rf"^{field}|'{change.get('size')}'"):
+    loop.train(tiny_config(data_dir, **change), tmp_path / "run")
+  assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
+def test_custom_shape_trains_and_is_labelled_custom(data_dir, tmp_path):
+  cfg = tiny_config(data_dir, size="custom", n_layer=1, d_model=24, n_head=2, tokens=2 * 8 * 32)
+  res = loop.train(cfg, tmp_path)  # the width given is the width trained, whatever width_scale
+  assert (res["size"], res["n_layer"], res["d_model"], res["n_head"]) == ("custom", 1, 24, 2)
+  with pytest.raises(ValueError, match="n_head applies to the GPT only"):
+    tiny_config(data_dir, arch="lstm", n_head=4).validate()
+  # A config saved before the shape fields existed resumes as the table's shape.
+  saved = tiny_config(data_dir).to_dict()
+  for k in ("n_layer", "d_model", "n_head"):
+    del saved[k]
+  from abcjax.train.config import config_mismatch
+  assert config_mismatch(saved, tiny_config(data_dir)) == {}
+  assert "n_layer" in config_mismatch(saved, tiny_config(data_dir, n_layer=4))
+
+
+def test_stop_signal_saves_and_raises_run_stopped(data_dir, tmp_path, monkeypatch):
+  import signal
+  made = loop.step_lib.make_train_step
+
+  def make_stopping_step(*args, **kwargs):
+    step, calls = made(*args, **kwargs), []
+
+    def stopping_step(state, batch):
+      calls.append(1)
+      if len(calls) == 3:  # as if Ctrl-C came during step 3
+        signal.raise_signal(signal.SIGINT)
+      return step(state, batch)
+    return stopping_step
+
+  monkeypatch.setattr(loop.step_lib, "make_train_step", make_stopping_step)
+  cfg = tiny_config(data_dir)
+  with pytest.raises(loop.RunStopped, match=r"SIGINT stopped .* at step 3 of 24") as info:
+    loop.train(cfg, tmp_path / "run")
+  assert info.value.signum == signal.SIGINT
+  monkeypatch.undo()
+  assert loop.train(cfg, tmp_path / "run")["steps"] == 24  # resumes from the step-3 checkpoint
+  assert len(read_losses(tmp_path / "run")) == 24
+
+
+def test_run_loads_without_its_corpus_and_keeps_its_record(data_dir, tmp_path, monkeypatch):
+  import shutil
+  corpus_copy = tmp_path / "corpus"
+  shutil.copytree(data_dir, corpus_copy)
+  monkeypatch.chdir(tmp_path)
+  cfg = tiny_config("corpus", tokens=2 * 8 * 32)  # a relative --data_dir
+  loop.train(cfg, "run")
+  record = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert record["data_dir"] == str(corpus_copy.resolve())
+  # A finished run keeps its record when it is asked for again with another corpus folder.
+  loop.train(cfg.replace(data_dir=str(data_dir)), "run")
+  assert json.loads((tmp_path / "run" / "config.json").read_text()) == record
+  shutil.rmtree(corpus_copy)  # the corpus moved away: the run's own vocab.json still loads it
+  trained = loop.load_trained(tmp_path / "run", "best")
+  assert trained.vocab.id_to_token == json.loads((data_dir / "vocab.json").read_text())["id_to_token"]
+  assert loop.load_trained(tmp_path / "run", "best", data_dir=data_dir).data_dir == data_dir

@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 import tqdm
 
+from abcjax import atomic
 from abcjax.data import abc_text, sources
 from abcjax.data.vocab import Vocab
 
@@ -41,12 +42,6 @@ def default_data_dir() -> pathlib.Path:
   """$ABCJAX_DATA_DIR if set, else ~/.cache/abcjax/music21."""
   env = os.environ.get(DATA_DIR_ENV)
   return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "abcjax" / "music21"
-
-
-def _write_atomic(path: pathlib.Path, write) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  write(tmp)
-  os.replace(tmp, path)
 
 
 def _check_fractions(fractions) -> None:
@@ -212,6 +207,13 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
   if source == "music21" and input_dir is not None:
     raise ValueError(f"--input_dir={input_dir} is given but --source=music21 reads music21's own "
                      "files; add --source=abc_dir or --source=midi_dir to read that folder")
+  for name, value, ok, allowed in (
+      ("max_files", max_files, max_files is None or max_files >= 1, "1 or more (None: every file)"),
+      ("workers", workers, workers is None or workers >= 1, "1 or more (None: the CPU count)"),
+      ("timeout_s", timeout_s, timeout_s > 0, "a positive number of seconds"),
+      ("seed", seed, seed >= 0, "0 or more")):
+    if not ok:
+      raise ValueError(f"--{name}={value}: must be {allowed}")
   out_dir.mkdir(parents=True, exist_ok=True)
   # Arguments are checked (source, folder, files, midi2abc) before an old corpus is removed.
   files, source_stats = sources.iter_source(source, input_dir=input_dir, cache_root=out_dir,
@@ -307,7 +309,7 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
   vocab = Vocab.build("".join(chunk) for chunk in spool.chunks(split_tunes["train"]))
   if len(vocab) > np.iinfo(TOKEN_DTYPE).max:
     raise ValueError(f"vocabulary of {len(vocab)} does not fit {TOKEN_DTYPE.__name__}")
-  _write_atomic(out_dir / "vocab.json", vocab.save)
+  atomic.replace(out_dir / "vocab.json", vocab.save)
   per_split, unk_tokens, not_in_vocab = {}, {}, collections.Counter()
   for name, idx in split_tunes.items():
     # Each tune and its separator: "\n" in the text, EOT in the tokens.
@@ -353,7 +355,7 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
       "mb_per_s": round(input_bytes / 1e6 / elapsed, 3),
   }
   # stats.json last: its presence marks a finished build.
-  _write_atomic(out_dir / "stats.json", lambda p: p.write_text(json.dumps(stats, indent=1) + "\n"))
+  atomic.write_text(out_dir / "stats.json", json.dumps(stats, indent=1) + "\n")
   return stats
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import json
 import multiprocessing
 import statistics
 from pathlib import Path
 
+from abcjax import atomic
 from abcjax.evaluation import abc_checker, memorization, midi, music_stats
 
 CSV_COLUMNS = ['file', 'kind', 'prompt', 'valid', 'reason', 'converted', 'error', 'notes', 'bars',
@@ -163,6 +165,7 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
   '<file>#<i>' when there are several.
 
   Writes out_dir/midi/<stem>.mid per converted tune, results.csv, summary.json, summary.txt.
+  midi/ holds this evaluation's files only: .mid files an earlier one left there are removed first.
   kinds/prompts: one per file (default: kind from the filename prefix, empty prompt).
   ended: one per file, whether the sample stopped at its end-of-tune token (default: unknown).
   memorization_scope: how much training text train_text holds, recorded in the summary.
@@ -170,6 +173,8 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
   out_dir = Path(out_dir)
   midi_dir = out_dir / 'midi'
   midi_dir.mkdir(parents=True, exist_ok=True)
+  for stale in midi_dir.glob('*.mid'):
+    stale.unlink()
   jobs, texts, origins = _jobs(files, midi_dir, kinds, prompts, timeout_s)
   if workers > 1 and len(jobs) > 1:
     # forkserver, not fork: the caller may hold JAX's threads (sample_eval), which fork can deadlock.
@@ -186,17 +191,18 @@ def evaluate_files(files: list[Path], out_dir: Path, *, kinds: list[str] | None 
     for row, text in zip(rows, texts):
       row['longest_shared_run'] = index.longest_shared_run(text)[0]
       row['copies_line'] = index.copies_a_line(text)
-  with open(out_dir / 'results.csv', 'w', newline='', encoding='utf-8') as f:
-    writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
+  table = io.StringIO(newline='')
+  writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
+  writer.writeheader()
+  writer.writerows(rows)
+  atomic.write_text(out_dir / 'results.csv', table.getvalue())
   summary = summarize(rows, baseline)
   if memorization_scope and 'memorization' in summary:
     summary['memorization'].update(memorization_scope)
   if reference_tunes:
     summary['music_stats'] = music_stats.compare(texts, reference_tunes)
-  (out_dir / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
-  (out_dir / 'summary.txt').write_text(summary_text(summary))
+  atomic.write_text(out_dir / 'summary.json', json.dumps(summary, indent=2) + '\n')
+  atomic.write_text(out_dir / 'summary.txt', summary_text(summary))
   return rows
 
 

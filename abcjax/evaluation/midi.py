@@ -70,11 +70,15 @@ def _call_with_timeout(fn, timeout_s: float):
 
 
 def parse_abc(text: str):
-  """music21's parse of one tune (a Score); an Opus yields its first score."""
+  """music21's parse of one tune (a Score); an Opus yields its first score.
+
+  Always the text itself: `converter.parse` would read a file (or fetch a URL) whose name the
+  text happens to be, e.g. '' the working folder and 'C' a file named C.
+  """
   from music21 import converter, stream
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')
-    parsed = converter.parse(text, format='abc', forceSource=True)
+    parsed = converter.parseData(text, format='abc')
   if isinstance(parsed, stream.Opus):
     parsed = parsed.scores[0] if parsed.scores else parsed
   return parsed
@@ -162,24 +166,30 @@ def abc_to_midi(text: str, midi_path: str | None = None,
                 timeout_s: float = DEFAULT_TIMEOUT_S) -> ConversionResult:
   """Converts one tune to MIDI with music21, checks the file reads back with notes.
 
+  The file is written beside midi_path under a temporary name and renamed into place only when
+  the conversion succeeds, so a failure leaves whatever was at midi_path untouched.
   midi_path None converts to a temporary file that is deleted afterwards.
   """
   start = time.perf_counter()
   tmp_dir = tempfile.mkdtemp(prefix='abc2mid') if midi_path is None else None
-  path = midi_path or os.path.join(tmp_dir, 'tune.mid')
+  # A name of this process's beside midi_path; music21 creates it with the usual permissions.
+  path = (os.path.join(tmp_dir, 'tune.mid') if midi_path is None
+          else f'{midi_path}.{os.getpid()}.{threading.get_ident()}.tmp')
   try:
     notes, quarters = _call_with_timeout(lambda: _convert(text, path), timeout_s)
     error = '' if notes > 0 else 'no_notes'
+    if not error and midi_path:
+      os.replace(path, midi_path)
   except ConversionTimeout:
     notes, quarters, error = 0, 0.0, 'timeout'
   except Exception as e:  # music21 raises many exception types on bad input
     notes, quarters = 0, 0.0
     error = f'{type(e).__name__}: {e}'.replace('\n', ' ')[:200]
   finally:
+    if os.path.exists(path):
+      os.remove(path)
     if tmp_dir:
       shutil.rmtree(tmp_dir, ignore_errors=True)
-  if error and midi_path and os.path.exists(midi_path):
-    os.remove(midi_path)
   return ConversionResult(not error, error, time.perf_counter() - start, notes, quarters)
 
 

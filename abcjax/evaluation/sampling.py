@@ -5,12 +5,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any, Sequence
+import re
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from abcjax import atomic
 from abcjax.evaluation.abc_checker import check_tune
-from abcjax.models.decode import generate
+from abcjax.models.decode import KNOB_RANGES, generate
+
+# What each SamplingConfig field allows, and how to say it; sample_eval checks its flags with these.
+FIELD_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **KNOB_RANGES,
+    "num_uncond": (lambda v: v >= 0, ">= 0"),
+    "num_cond": (lambda v: v >= 0, ">= 0"),
+    "max_new_tokens": (lambda v: v >= 1, ">= 1"),
+    "prompt_bars": (lambda v: v >= 0, ">= 0 (0: the header only)"),
+}
+SAMPLE_NAME = re.compile(r"(uncond|cond)_\d{3,}\.abc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +38,13 @@ class SamplingConfig:
   max_new_tokens: int = 1500
   # Conditional prompts: a test tune's header and its first prompt_bars bars.
   prompt_bars: int = 2
+
+  def __post_init__(self):
+    for name, (ok, allowed) in FIELD_RANGES.items():
+      if not ok(getattr(self, name)):
+        raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+    if self.num_uncond + self.num_cond < 1:
+      raise ValueError("num_uncond + num_cond is 0: ask for at least one sample")
 
 
 def conditional_prompt(tune: str, bars: int) -> str:
@@ -73,9 +92,13 @@ def write_samples(trained, out_dir: str | pathlib.Path, prompt_tunes: Sequence[s
 
   Returns one manifest entry per file (also written to samples.json): name, kind, prompt, tokens
   generated and whether the sample stopped at the end of its tune or ran into max_new_tokens.
+  Samples an earlier call left in out_dir (uncond_NNN.abc, cond_NNN.abc) are removed first.
   """
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
+  for stale in out_dir.iterdir():
+    if SAMPLE_NAME.fullmatch(stale.name) and stale.is_file():
+      stale.unlink()
   vocab = trained.vocab
   if cfg.num_cond and not prompt_tunes:
     raise ValueError("conditional samples need prompt tunes (the test split is empty)")
@@ -99,9 +122,11 @@ def write_samples(trained, out_dir: str | pathlib.Path, prompt_tunes: Sequence[s
       text += "\n"
     name = f"{kind}_{index:03d}.abc"
     (out_dir / name).write_text(text, encoding="utf-8")
+    # generate() leaves the stop token out and never samples past max_new_tokens, so a row that
+    # stopped has fewer tokens: even one whose end token was its max_new_tokens-th.
     manifest.append({"file": name, "kind": kind, "prompt": prompt, "tokens": int(len(ids)),
                      "stopped": bool(len(ids) < cfg.max_new_tokens)})
-  (out_dir / "samples.json").write_text(json.dumps(
+  atomic.write_text(out_dir / "samples.json", json.dumps(
       {"sampling": dataclasses.asdict(cfg), "checkpoint_step": trained.step, "samples": manifest},
       indent=2) + "\n")
   return manifest

@@ -14,7 +14,9 @@ gpt.py), so past block_size the two paths see different contexts; below it they 
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+import math
+import operator
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +25,7 @@ import numpy as np
 from abcjax.models.model import LanguageModel
 
 Params = Any
-_MIN_PROMPT_BUCKET = 16
+_MIN_BUFFER_BUCKET = 16
 
 
 def sample_logits(logits_BxV: jax.Array, key: jax.Array, temperature: jax.Array,
@@ -62,8 +64,8 @@ def _next_logits_uncached(model: LanguageModel, params: Params, buf_BxS: jax.Arr
   return jax.lax.dynamic_index_in_dim(logits_BxWxV, t - start, axis=1, keepdims=False)
 
 
-def _generate_loop(model: LanguageModel, use_cache: bool, max_new_tokens: int, params: Params,
-                   buf_BxS: jax.Array, lens_B: jax.Array, temperature: jax.Array,
+def _generate_loop(model: LanguageModel, use_cache: bool, params: Params, buf_BxS: jax.Array,
+                   lens_B: jax.Array, max_new_tokens: jax.Array, temperature: jax.Array,
                    top_k: jax.Array, top_p: jax.Array, seed: jax.Array, stop_token: jax.Array):
   batch, total = buf_BxS.shape
   base_key = jax.random.PRNGKey(seed)
@@ -99,14 +101,65 @@ def _generate_loop(model: LanguageModel, use_cache: bool, max_new_tokens: int, p
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_loop(model: LanguageModel, use_cache: bool, max_new_tokens: int):
-  # One jitted function per (model config, path, length); jax.jit caches per input shape.
-  return jax.jit(functools.partial(_generate_loop, model, use_cache, max_new_tokens))
+def _compiled_loop(model: LanguageModel, use_cache: bool):
+  # One jitted function per (model config, path); jax.jit compiles once per buffer shape.
+  return jax.jit(functools.partial(_generate_loop, model, use_cache))
 
 
 def _bucket(n: int) -> int:
-  """Prompt buffers are padded to a power of two so that nearby prompt lengths share a compile."""
-  return max(_MIN_PROMPT_BUCKET, 1 << (n - 1).bit_length())
+  """Buffers are padded to a power of two so that nearby lengths share a compile."""
+  return max(_MIN_BUFFER_BUCKET, 1 << (n - 1).bit_length())
+
+
+# What generate's sampling knobs allow, and how to say it (sample_eval checks its flags with these).
+KNOB_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "temperature": (lambda v: 0 <= v < math.inf, "finite and >= 0 (0: greedy)"),
+    "top_k": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1] (1: off)"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+}
+_INTEGER_KNOBS = ("top_k", "seed")
+
+
+def _checked(name: str, value, ok: Callable[[Any], bool], allowed: str, integer: bool):
+  """value as an int (no floats such as 2.5 or 3.0) or a float, if ok(value) holds (NaN fails
+  every comparison); else a ValueError naming the argument and what it allows."""
+  try:
+    number = operator.index(value) if integer else float(value)
+  except (TypeError, ValueError):
+    number = None
+  if number is None or not ok(number):
+    raise ValueError(f"{name} must be {'an integer ' if integer else 'a number '}{allowed}, "
+                     f"got {value!r}")
+  return number
+
+
+def _knob(name: str, value):
+  return _checked(name, value, *KNOB_RANGES[name], integer=name in _INTEGER_KNOBS)
+
+
+def _check_prompts(prompts, vocab: int) -> list[np.ndarray]:
+  """The prompts as int32 arrays, each checked to be a non-empty 1-D array of ids in [0, vocab)."""
+  one_prompt = ValueError("prompts must be a list of prompts, each a 1-D array of token ids (or "
+                          "a 2-D array, one prompt per row): for a single prompt ids, pass [ids]")
+  # A ragged object array holds one prompt per element, like a list.
+  if isinstance(prompts, np.ndarray) and prompts.dtype != object and prompts.ndim != 2:
+    raise one_prompt
+  prompts = list(prompts)
+  if any(np.ndim(p) == 0 for p in prompts):
+    raise one_prompt
+  checked = []
+  for p in map(np.asarray, prompts):
+    if p.ndim != 1:
+      raise ValueError(f"each prompt must be a 1-D array of token ids, got shape {p.shape}")
+    if p.size == 0:
+      raise ValueError("every prompt needs at least one token (pass [eot_id] for no prompt)")
+    if not np.issubdtype(p.dtype, np.integer):
+      raise ValueError(f"prompt tokens must be integer ids, got dtype {p.dtype}")
+    if p.min() < 0 or p.max() >= vocab:
+      raise ValueError(f"prompt tokens must be in [0, {vocab})")
+    checked.append(p.astype(np.int32))
+  return checked
 
 
 def generate(model: LanguageModel, params: Params, prompts: Sequence[np.ndarray], *,
@@ -114,28 +167,31 @@ def generate(model: LanguageModel, params: Params, prompts: Sequence[np.ndarray]
              seed: int = 0, stop_token: int | None = None, use_cache: bool = True) -> list[np.ndarray]:
   """Samples a continuation of every prompt (a list of 1-D int arrays, ragged, each >= 1 token).
 
-  Returns per row the generated tokens only, cut just before the first stop_token (which is not
-  included) or at max_new_tokens. Cost: O(prompt + max_new_tokens) single-token steps with the
-  cache; the uncached reference runs a full forward pass per step.
+  Knobs, each checked up front: max_new_tokens >= 0; temperature >= 0 and finite (0 = greedy);
+  top_k >= 0 (0 = off); 0 < top_p <= 1 (1 = off); seed in [0, 2**32); stop_token None or an id in
+  [0, vocab). Returns per row the generated tokens only, cut just before the first stop_token
+  (which is not included) or at max_new_tokens. Cost: O(prompt + max_new_tokens) single-token steps
+  with the cache; the uncached reference runs a full forward pass per step. Prompt length plus
+  max_new_tokens is bucketed to a power of two, so calls within a bucket share one compile.
   """
-  prompts = [np.asarray(p, dtype=np.int32).reshape(-1) for p in prompts]
+  vocab = model.config.vocab_size
+  prompts = _check_prompts(prompts, vocab)
+  max_new_tokens = _checked("max_new_tokens", max_new_tokens, lambda v: v >= 0, ">= 0", True)
+  temperature, top_k, top_p, seed = (_knob(name, value) for name, value in (
+      ("temperature", temperature), ("top_k", top_k), ("top_p", top_p), ("seed", seed)))
+  if stop_token is not None:
+    stop_token = _checked("stop_token", stop_token, lambda v: 0 <= v < vocab, f"in [0, {vocab})",
+                          True)
   if not prompts:
     return []
-  if any(len(p) == 0 for p in prompts):
-    raise ValueError("every prompt needs at least one token (pass [eot_id] for no prompt)")
-  if max_new_tokens < 0:
-    raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-  vocab = model.config.vocab_size
-  if any(p.min() < 0 or p.max() >= vocab for p in prompts):
-    raise ValueError(f"prompt tokens must be in [0, {vocab})")
   lens = np.array([len(p) for p in prompts], np.int32)
-  width = _bucket(int(lens.max())) + max_new_tokens
-  buf = np.zeros((len(prompts), width), np.int32)
+  # The stop condition reads max_new_tokens as a traced value, so only the buffer's shape matters.
+  buf = np.zeros((len(prompts), _bucket(int(lens.max()) + max_new_tokens)), np.int32)
   for row, p in enumerate(prompts):
     buf[row, :len(p)] = p
-  loop = _compiled_loop(model, use_cache, max_new_tokens)
-  out_buf, n_out = loop(params, jnp.asarray(buf), jnp.asarray(lens),
-                        jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p),
+  loop = _compiled_loop(model, use_cache)
+  out_buf, n_out = loop(params, jnp.asarray(buf), jnp.asarray(lens), jnp.int32(max_new_tokens),
+                        jnp.float32(temperature), jnp.int32(min(top_k, vocab)), jnp.float32(top_p),
                         jnp.uint32(seed), jnp.int32(-1 if stop_token is None else stop_token))
   out_buf, n_out = np.asarray(out_buf), np.asarray(n_out)
   return [out_buf[row, lens[row]:lens[row] + n_out[row]].copy() for row in range(len(prompts))]

@@ -7,6 +7,10 @@ import math
 
 import numpy as np
 
+# Where the saturating fit looks for α. A data set whose best α lies outside gets a fit at the
+# edge, flagged by SaturatingPowerLaw.alpha_at_bound (language-model studies report 0.05–0.5).
+SATURATING_ALPHA_RANGE = (1e-3, 10.0)
+
 
 @dataclasses.dataclass(frozen=True)
 class PowerLaw:
@@ -23,7 +27,7 @@ class PowerLaw:
     return self.a * np.asarray(n, dtype=np.float64) ** -self.alpha
 
   def describe(self) -> str:
-    return (f"L = {self.a:.4g} * N^-{self.alpha:.4f} (alpha std {self.alpha_std:.4f}, "
+    return (f"L = {self.a:.4g} * N^{-self.alpha:.4f} (alpha std {self.alpha_std:.4f}, "
             f"bootstrap 95% [{self.alpha_ci95[0]:.4f}, {self.alpha_ci95[1]:.4f}]), "
             f"R2 = {self.r2:.4f} (log-log {self.r2_log:.4f}), {self.n_points} points")
 
@@ -37,13 +41,16 @@ class SaturatingPowerLaw:
   alpha_std: float  # from the Jacobian at the optimum (nan when the fit has no residual freedom)
   r2: float
   n_points: int
+  alpha_at_bound: bool = False  # α sits at an end of SATURATING_ALPHA_RANGE: not a true optimum
 
   def __call__(self, n):
     return self.e + self.a * np.asarray(n, dtype=np.float64) ** -self.alpha
 
   def describe(self) -> str:
-    return (f"L = {self.e:.4g} + {self.a:.4g} * N^-{self.alpha:.4f} (alpha std {self.alpha_std:.4f}), "
-            f"R2 = {self.r2:.4f}, {self.n_points} points")
+    bound = (f" (alpha at the edge of its search range {list(SATURATING_ALPHA_RANGE)}: "
+             "not an optimum)" if self.alpha_at_bound else "")
+    return (f"L = {self.e:.4g} + {self.a:.4g} * N^{-self.alpha:.4f} (alpha std {self.alpha_std:.4f}), "
+            f"R2 = {self.r2:.4f}, {self.n_points} points{bound}")
 
 
 def _r2(y, yhat) -> float:
@@ -97,42 +104,57 @@ def _linear_given_alpha(n, loss, alpha):
 
 
 def fit_saturating_power_law(n, loss) -> SaturatingPowerLaw:
+  """Fits L = E + A·N^-α with α searched in SATURATING_ALPHA_RANGE, [1e-3, 10].
+
+  When the best α lies at an end of that range (data that keep improving faster than N^-10, or
+  that barely change with N), the result has alpha_at_bound set and its α is only the range's edge.
+  """
   n = np.asarray(n, dtype=np.float64)
   loss = np.asarray(loss, dtype=np.float64)
   _check_points(n, loss, 3)
-  # α is found by a grid then golden-section search; (E, A) are exact for each α.
-  grid = np.linspace(1e-3, 3.0, 600)
-  sses = [_linear_given_alpha(n, loss, g)[2] for g in grid]
+  # Sizes relative to the smallest keep N^-α within [0, 1] for every α searched; A is converted
+  # back at the end. α is found by a grid then golden-section search; (E, A) are exact for each α.
+  n_min = float(n.min())
+  rel_n = n / n_min
+  low, high = SATURATING_ALPHA_RANGE
+  grid = np.geomspace(low, high, 600)
+  sses = [_linear_given_alpha(rel_n, loss, g)[2] for g in grid]
   i = int(np.argmin(sses))
   lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
   golden = (math.sqrt(5) - 1) / 2
   for _ in range(100):
     m1, m2 = hi - golden * (hi - lo), lo + golden * (hi - lo)
-    if _linear_given_alpha(n, loss, m1)[2] < _linear_given_alpha(n, loss, m2)[2]:
+    if _linear_given_alpha(rel_n, loss, m1)[2] < _linear_given_alpha(rel_n, loss, m2)[2]:
       hi = m2
     else:
       lo = m1
   alpha = (lo + hi) / 2
-  e, a, sse = _linear_given_alpha(n, loss, alpha)
+  e, rel_a, sse = _linear_given_alpha(rel_n, loss, alpha)
+  x = rel_n**-alpha
   k = len(n)
   alpha_std = float("nan")
   if k > 3:
-    x = n**-alpha
-    jac = np.stack([np.ones_like(x), x, -a * x * np.log(n)], axis=1)
+    jac = np.stack([np.ones_like(x), x, -rel_a * x * np.log(rel_n)], axis=1)
     s2 = sse / (k - 3)
     try:
       cov = s2 * np.linalg.inv(jac.T @ jac)
       alpha_std = math.sqrt(max(cov[2, 2], 0.0))
     except np.linalg.LinAlgError:
       pass
-  return SaturatingPowerLaw(e=e, a=a, alpha=float(alpha), alpha_std=alpha_std,
-                            r2=_r2(loss, e + a * n**-alpha), n_points=k)
+  at_bound = any(math.isclose(alpha, edge, rel_tol=1e-6) for edge in SATURATING_ALPHA_RANGE)
+  return SaturatingPowerLaw(e=e, a=rel_a * n_min**alpha, alpha=float(alpha), alpha_std=alpha_std,
+                            r2=_r2(loss, e + rel_a * x), n_points=k, alpha_at_bound=at_bound)
 
 
 def _check_points(n, loss, minimum: int) -> None:
+  """Both 1-D and equally long, finite and positive, with at least `minimum` distinct sizes."""
+  for name, values in (("parameter counts", n), ("losses", loss)):
+    if values.ndim != 1:
+      raise ValueError(f"{name} must be a 1-D sequence, got shape {values.shape}")
   if len(n) != len(loss):
     raise ValueError(f"{len(n)} parameter counts but {len(loss)} losses")
+  for name, values in (("parameter counts", n), ("losses", loss)):
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+      raise ValueError(f"{name} must be positive and finite, got {values.tolist()}")
   if len(np.unique(n)) < minimum:
     raise ValueError(f"a fit needs at least {minimum} distinct model sizes, got {len(np.unique(n))}")
-  if np.any(n <= 0) or np.any(loss <= 0) or not np.all(np.isfinite(loss)):
-    raise ValueError("parameter counts and losses must be positive and finite")

@@ -7,13 +7,12 @@ import pathlib
 from typing import Any, Sequence
 
 import matplotlib
+import matplotlib.ticker
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from abcjax.scaling.fit import PowerLaw, SaturatingPowerLaw, fit_power_law, fit_saturating_power_law  # noqa: E402
+from abcjax.scaling.fit import PowerLaw, SaturatingPowerLaw, fit_power_law, fit_saturating_power_law
 
 RESULT_COLUMNS = ("size", "params", "non_embedding_params", "tokens", "final_train_loss",
                   "best_val_loss", "test_loss", "bits_per_char", "wall_time_s", "tokens_per_s",
@@ -54,10 +53,22 @@ def fits(rows: Sequence[dict[str, Any]]) -> tuple[PowerLaw | None, SaturatingPow
   return simple, saturating
 
 
+def _new_axes(figsize: tuple[float, float]):
+  """A figure on its own Agg canvas, not pyplot's: the caller's backend and figures stay as is."""
+  fig = Figure(figsize=figsize)
+  FigureCanvasAgg(fig)
+  return fig, fig.subplots()
+
+
+def _save(fig: Figure, path) -> None:
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+
+
 def plot_training_curves(curves: dict[str, list[dict[str, Any]]], path, title: str) -> None:
   """Train (solid) and val (dots) loss against tokens, one colour per size."""
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  cmap = plt.get_cmap("viridis")
+  fig, ax = _new_axes((7, 4.5))
+  cmap = matplotlib.colormaps["viridis"]
   for i, (size, records) in enumerate(curves.items()):
     color = cmap(i / max(1, len(curves) - 1))
     tokens = [r["tokens"] for r in records if "train_loss" in r]
@@ -70,9 +81,7 @@ def plot_training_curves(curves: dict[str, list[dict[str, Any]]], path, title: s
   ax.set_title(title)
   ax.legend(fontsize=7, ncol=2)
   ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def _plot_fit(ax, rows, simple, saturating, arch, label_prefix=""):
@@ -86,7 +95,7 @@ def _plot_fit(ax, rows, simple, saturating, arch, label_prefix=""):
   grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 100)
   if simple is not None:
     ax.plot(grid, simple(grid), "-", color=color,
-            label=f"{arch}: {simple.a:.3g}·N^-{simple.alpha:.3f} (R²={simple.r2:.3f})")
+            label=f"{arch}: {simple.a:.3g}·N^{-simple.alpha:.3f} (R²={simple.r2:.3f})")
   if saturating is not None:
     ax.plot(grid, saturating(grid), ":", color=color,
             label=f"{arch}: {saturating.e:.3g}+{saturating.a:.3g}·N^-{saturating.alpha:.3f}")
@@ -101,7 +110,7 @@ def _plain_y_ticks(ax) -> None:
 
 def _save_loss_plot(by_arch: dict[str, list[dict[str, Any]]], path, title: str) -> None:
   """Best val loss against parameters on log-log axes, each family with both of its fits."""
-  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  fig, ax = _new_axes((6.5, 4.5))
   for arch, rows in by_arch.items():
     _plot_fit(ax, rows, *fits(rows), arch)
   ax.set_xscale("log")
@@ -112,9 +121,7 @@ def _save_loss_plot(by_arch: dict[str, list[dict[str, Any]]], path, title: str) 
   ax.set_title(title)
   ax.legend(fontsize=7)
   ax.grid(alpha=0.3, which="both")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def plot_loss_vs_params(rows, path, arch: str, title: str) -> None:
@@ -148,7 +155,7 @@ def plot_comparison(by_arch: dict[str, list[dict[str, Any]]], out_dir: pathlib.P
   _save_loss_plot(by_arch, paths[0], title)
   for key, ylabel, name in (("wall_time_s", "wall time (s)", "compare_wall_time_vs_params.png"),
                             ("peak_memory_bytes", "peak memory (MB)", "compare_memory_vs_params.png")):
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = _new_axes((6.5, 4.5))
     for arch, rows in by_arch.items():
       n = [float(r["params"]) for r in rows]
       y = [float(r[key]) / (2**20 if key == "peak_memory_bytes" else 1) for r in rows]
@@ -162,10 +169,8 @@ def plot_comparison(by_arch: dict[str, list[dict[str, Any]]], out_dir: pathlib.P
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
     paths.append(out_dir / name)
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    _save(fig, paths[-1])
   return paths
 
 

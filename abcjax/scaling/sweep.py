@@ -28,6 +28,8 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Train
   The outputs cover every finished size of the family in workdir trained with this sweep's
   recipe, not only the sizes of this call: rerunning one size (say xl, after a time limit) keeps
   the others in the CSV, the plots and the fit. Returns those rows, smallest size first.
+  A size stopped by SIGINT or SIGTERM raises loop.RunStopped: the sweep stops there, and running
+  it again resumes that size.
   """
   for size in sizes:
     cfg = config_for(size)
@@ -40,8 +42,12 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Train
     loop.train(cfg, path)
   table = config_for(sizes[0]).table
   rows = finished_rows(arch, size_names(arch, table), config_for, workdir)
-  if jax.process_index() == 0:
-    write_outputs(arch, rows, workdir, table=table, preset=preset)
+  if not rows:
+    print(f"[{arch}] no finished size with this recipe in {workdir}: nothing to fit or plot",
+          flush=True)
+  elif jax.process_index() == 0:
+    corpus_dir = corpus.ensure_corpus(config_for(sizes[0]).data_dir).resolve()
+    write_outputs(arch, rows, workdir, table=table, preset=preset, corpus_dir=corpus_dir)
   return rows
 
 
@@ -69,8 +75,13 @@ def finished_rows(arch: str, sizes: Sequence[str], config_for: Callable[[str], T
 
 
 def write_outputs(arch: str, rows: list[dict[str, Any]], workdir: str | pathlib.Path, *,
-                  table: str, preset: str) -> dict[str, pathlib.Path]:
-  """results CSV, training curves, loss-vs-params with the fits, and the summary text."""
+                  table: str, preset: str,
+                  corpus_dir: str | pathlib.Path | None = None) -> dict[str, pathlib.Path]:
+  """results CSV, training curves, loss-vs-params with the fits, and the summary text.
+
+  The fit's JSON records the recipe (corpus folder, token budgets) so that `compare` can tell
+  when the two families were not trained alike.
+  """
   out = pathlib.Path(workdir) / arch
   out.mkdir(parents=True, exist_ok=True)
   paths = {
@@ -90,6 +101,8 @@ def write_outputs(arch: str, rows: list[dict[str, Any]], workdir: str | pathlib.
   paths["summary"].write_text(text)
   paths["fit_json"].write_text(json.dumps({
       "arch": arch, "size_table": table, "preset": preset,
+      "corpus": str(corpus_dir) if corpus_dir else None,
+      "tokens": sorted({int(r["tokens"]) for r in rows}),
       "power_law": simple.__dict__ if simple else None,
       "saturating_power_law": saturating.__dict__ if saturating else None,
   }, indent=2, default=float) + "\n")

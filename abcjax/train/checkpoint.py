@@ -23,10 +23,16 @@ class Checkpoints:
   def __init__(self, workdir: str | pathlib.Path):
     root = pathlib.Path(workdir).absolute() / "checkpoints"
     keep = {"latest": 2, "best": 1, "final": 1}
+    # Each kind names its own cross-process barriers: orbax keys them by step alone, and the last
+    # step saves 'latest', 'best' and 'final' at once ("Barrier _async_write_complete.24 is
+    # already ongoing" with two processes).
     self._managers = {
         kind: ocp.CheckpointManager(
             root / kind,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep[kind], create=True))
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep[kind], create=True,
+                multiprocessing_options=ocp.options.MultiprocessingOptions(
+                    barrier_sync_key_prefix=f"abcjax_{kind}")))
         for kind in KINDS
     }
 

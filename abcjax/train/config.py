@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 from typing import Any
 
-from abcjax.models.configs import ATTENTION_IMPLS
+from abcjax import atomic
+from abcjax.models.configs import ATTENTION_IMPLS, CUSTOM_SIZE, DTYPES, size_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,8 +20,13 @@ class TrainConfig:
   arch: str = "gpt"
   size: str = "tiny"
   table: str = "A"
-  # Per-run overrides of the size table's shape (0 = the table's value). The CPU preset uses
-  # width_scale to shrink every size by the same factor while keeping layers and heads.
+  # Per-run overrides of the size table's shape (0 = the table's value); size "custom" takes its
+  # whole shape from them (n_layer and d_model, and n_head for the GPT). The CPU preset uses
+  # width_scale to shrink every size by the same factor while keeping layers and heads; a d_model
+  # given here is not scaled.
+  n_layer: int = 0
+  d_model: int = 0
+  n_head: int = 0
   width_scale: float = 1.0
   dropout: float = 0.0
   # Compute dtype of activations and matmuls; parameters, softmax and loss stay float32.
@@ -88,18 +95,49 @@ class TrainConfig:
     return cls(**d)
 
   def validate(self) -> None:
-    if self.batch_size <= 0 or self.block_size <= 0:
-      raise ValueError("batch_size and block_size must be positive")
-    if self.schedule not in ("cosine", "linear"):
-      raise ValueError(f"schedule must be 'cosine' or 'linear', got {self.schedule!r}")
-    if not 0.0 <= self.warmup_frac < 1.0:
-      raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
-    if self.dtype not in ("float32", "bfloat16"):
-      raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
-    if self.attention not in ATTENTION_IMPLS:
-      raise ValueError(f"attention must be one of {list(ATTENTION_IMPLS)}, got {self.attention!r}")
-    if self.width_scale <= 0:
-      raise ValueError(f"width_scale must be positive, got {self.width_scale}")
+    """Raises ValueError naming the first field whose value makes no sense (flag: --set FIELD=)."""
+    size_names(self.arch, self.table)  # Known arch and table.
+    if self.size != CUSTOM_SIZE and self.size not in size_names(self.arch, self.table):
+      raise ValueError(f"size {self.size!r} is not a {self.arch} size of table {self.table}; "
+                       f"valid: {size_names(self.arch, self.table) + [CUSTOM_SIZE]}")
+    if self.arch == "lstm" and self.n_head:
+      raise ValueError(f"n_head applies to the GPT only; got n_head={self.n_head} for an LSTM")
+    checks = [
+        ("block_size", self.block_size > 0, "a positive integer"),
+        ("batch_size", self.batch_size > 0, "a positive integer"),
+        ("eval_batch_size", self.eval_batch_size > 0, "a positive integer"),
+        ("tokens", self.tokens > 0, "a positive integer"),
+        ("epochs", math.isfinite(self.epochs) and self.epochs > 0, "a positive number"),
+        ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
+        ("min_lr_ratio", 0.0 <= self.min_lr_ratio <= 1.0, "in [0, 1]"),
+        ("warmup_frac", 0.0 <= self.warmup_frac < 1.0, "in [0, 1)"),
+        ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "0 or more"),
+        ("b1", 0.0 <= self.b1 < 1.0, "in [0, 1)"),
+        ("b2", 0.0 <= self.b2 < 1.0, "in [0, 1)"),
+        ("eps", math.isfinite(self.eps) and self.eps > 0, "a positive number"),
+        ("grad_clip", math.isfinite(self.grad_clip) and self.grad_clip > 0, "a positive number"),
+        ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+        ("width_scale", math.isfinite(self.width_scale) and self.width_scale > 0,
+         "a positive number"),
+        ("seed", 0 <= self.seed < 2**63, "an integer in [0, 2**63)"),
+        ("eval_every", self.eval_every >= 0, "0 (only at the end) or more"),
+        ("eval_max_tokens", self.eval_max_tokens >= 0, "0 (the whole split) or more"),
+        ("checkpoint_every", self.checkpoint_every >= 0, "0 (only at the end) or more"),
+        ("log_every", self.log_every > 0, "a positive integer"),
+        ("n_layer", self.n_layer >= 0, "0 (the size table's) or more"),
+        ("d_model", self.d_model >= 0, "0 (the size table's) or more"),
+        ("n_head", self.n_head >= 0, "0 (the size table's) or more"),
+        ("schedule", self.schedule in ("cosine", "linear"), "'cosine' or 'linear'"),
+        ("dtype", self.dtype in DTYPES, f"one of {list(DTYPES)}"),
+        ("attention", self.attention in ATTENTION_IMPLS, f"one of {list(ATTENTION_IMPLS)}"),
+    ]
+    for name, ok, allowed in checks:
+      if not ok:
+        raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+
+  def shape_overrides(self) -> dict[str, int]:
+    """The size table's shape fields this config sets (the nonzero n_layer, d_model, n_head)."""
+    return {k: getattr(self, k) for k in ("n_layer", "d_model", "n_head") if getattr(self, k)}
 
 
 # Fields that change how a run is watched, not what it computes: a run may resume with new values.
@@ -108,17 +146,19 @@ RUNTIME_FIELDS = frozenset({"log_every", "checkpoint_every", "progress", "eval_e
 
 
 def config_mismatch(saved: dict[str, Any], current: TrainConfig) -> dict[str, tuple[Any, Any]]:
-  """Fields whose saved value differs from the current config, ignoring runtime-only fields."""
+  """Fields whose saved value differs from the current config, ignoring runtime-only fields.
+
+  A field that a saved config lacks (written before the field existed) counts as its default.
+  """
+  defaults = TrainConfig().to_dict()
+  saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
   now = current.to_dict()
   keys = (set(saved) | set(now)) - RUNTIME_FIELDS
   return {k: (saved.get(k), now.get(k)) for k in sorted(keys) if saved.get(k) != now.get(k)}
 
 
 def write_json(path: str | pathlib.Path, obj: Any) -> None:
-  path = pathlib.Path(path)
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-  tmp.replace(path)
+  atomic.write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfig:

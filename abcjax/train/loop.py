@@ -15,33 +15,29 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from abcjax import hostmem
+from abcjax import atomic, hostmem
 from abcjax.data import corpus, loader
+from abcjax.data.vocab import Vocab
 from abcjax.models.configs import ModelConfig, get_config
 from abcjax.models.model import build_model
 from abcjax.train import checkpoint, hardware, metrics, step as step_lib
 from abcjax.train.config import TrainConfig, config_mismatch, write_json
+from abcjax.train.errors import ConfigMismatch, RunStopped, TrainingDiverged
 from abcjax.train.optimizer import make_optimizer
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
+VOCAB_FILE = "vocab.json"
 NATS_TO_BITS = 1.0 / math.log(2.0)
 
 
-class TrainingDiverged(FloatingPointError):
-  """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class ConfigMismatch(ValueError):
-  """The work folder belongs to a run with another configuration."""
-
-
 def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-  """The model of a run: the size table's shape, its width scaled by cfg.width_scale."""
+  """The model of a run: the size table's shape, its width scaled by cfg.width_scale, unless
+  cfg.d_model gives the width itself (a width given is the width trained)."""
   mc = get_config(cfg.arch, cfg.size, vocab_size=vocab_size, table=cfg.table,
                   block_size=cfg.block_size, dtype=cfg.dtype, dropout=cfg.dropout,
-                  attention=cfg.attention)
-  if cfg.width_scale != 1.0:
+                  attention=cfg.attention, **cfg.shape_overrides())
+  if cfg.width_scale != 1.0 and not cfg.d_model:
     # GPT widths stay divisible by the head count; LSTM widths by 8.
     unit = mc.n_head if cfg.arch == "gpt" else 8
     width = max(unit, int(round(mc.d_model * cfg.width_scale / unit)) * unit)
@@ -67,11 +63,14 @@ def vocab_digest(vocab) -> str:
   return hashlib.sha1(json.dumps(vocab.id_to_token).encode()).hexdigest()
 
 
-def check_vocab(workdir: pathlib.Path, vocab, data_dir: pathlib.Path) -> None:
-  """Refuses to resume a run on a corpus whose vocabulary is not the one it was trained with.
+_RESUME_HINT = "Resume with the corpus it was trained on (--data_dir), or use a new --workdir."
+
+
+def check_vocab(workdir: pathlib.Path, vocab, data_dir: pathlib.Path, hint: str = _RESUME_HINT) -> None:
+  """Refuses a corpus whose vocabulary is not the one the run in workdir was trained with.
 
   data_dir may change on resume (a corpus folder that moved); its vocabulary may not: the
-  embedding and output layers are sized and indexed by it.
+  embedding and output layers are sized and indexed by it. hint: what to do instead.
   """
   path = workdir / CONFIG_FILE
   if not path.exists():
@@ -82,7 +81,7 @@ def check_vocab(workdir: pathlib.Path, vocab, data_dir: pathlib.Path) -> None:
     raise ConfigMismatch(
         f"work folder {workdir} was trained on {saved.get('data_dir')}, whose vocabulary "
         f"({was[0]} tokens) is not that of {data_dir} ({len(vocab)} tokens, or other characters). "
-        "Resume with the corpus it was trained on (--data_dir), or use a new --workdir.")
+        + hint)
 
 
 class _StopRequest:
@@ -90,6 +89,7 @@ class _StopRequest:
 
   def __init__(self):
     self.requested = False
+    self.signum: int | None = None
     self._previous = {}
 
   def __enter__(self):
@@ -104,7 +104,7 @@ class _StopRequest:
     if self.requested:  # A second signal stops at once.
       raise KeyboardInterrupt
     logging.warning("signal %d: saving a checkpoint and stopping after this step", signum)
-    self.requested = True
+    self.requested, self.signum = True, signum
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -118,9 +118,12 @@ class Trainer:
     cfg.validate()
     self.cfg = cfg
     self.workdir = pathlib.Path(workdir)
+    if self.workdir.exists() and not self.workdir.is_dir():
+      raise NotADirectoryError(f"work folder {self.workdir} is a file; pass a folder (--workdir)")
+    self.model_cfg = model_config(cfg, 1)  # Checks the size before anything is written.
     self.workdir.mkdir(parents=True, exist_ok=True)
     check_workdir(self.workdir, cfg)
-    self.data_dir = corpus.ensure_corpus(cfg.data_dir)
+    self.data_dir = corpus.ensure_corpus(cfg.data_dir).resolve()
     self.vocab = corpus.load_vocab(self.data_dir)
     check_vocab(self.workdir, self.vocab, self.data_dir)
     self.model_cfg = model_config(cfg, len(self.vocab))
@@ -158,8 +161,14 @@ class Trainer:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
         step_lib.abstract_state(self.model, self.tx))
     self.ckpt = checkpoint.Checkpoints(self.workdir)
-    if jax.process_index() == 0:
+    # A finished run's record stays as it was written: it names the corpus it was trained on.
+    if jax.process_index() == 0 and not self.finished():
       write_json(self.workdir / CONFIG_FILE, self.describe())
+      # The run's own copy of its vocabulary: it loads (load_trained) without its corpus folder.
+      atomic.replace(self.workdir / VOCAB_FILE, self.vocab.save)
+
+  def finished(self) -> bool:
+    return (self.workdir / RESULTS_FILE).exists() and self.ckpt.latest_step("final") is not None
 
   def describe(self) -> dict[str, Any]:
     mc = self.model_cfg
@@ -238,7 +247,7 @@ class Trainer:
   def run(self, max_steps: int | None = None) -> dict[str, Any]:
     """Trains to the budget (or max_steps more steps, then checkpoints and returns)."""
     cfg = self.cfg
-    if (self.workdir / RESULTS_FILE).exists() and self.ckpt.latest_step("final") is not None:
+    if self.finished():
       return json.loads((self.workdir / RESULTS_FILE).read_text())
     state, progress, it = self._restore_or_init()
     start_step = progress["step"]
@@ -340,6 +349,8 @@ class Trainer:
     if finished:
       result = self._finish(state, progress, peak, peak_source)
     self.ckpt.wait()
+    if not finished and stop.requested:
+      raise RunStopped(self.workdir, progress["step"], self.total_steps, stop.signum)
     return result if finished else {"finished": False, **progress}
 
   def _mfu(self, tokens_per_s: float, peak_per_device: float) -> float:
@@ -361,7 +372,7 @@ class Trainer:
     peak_memory, memory_source = hardware.peak_memory_bytes()
     results = {
         "finished": True,
-        "arch": self.cfg.arch, "size": self.cfg.size, "size_table": mc.table,
+        "arch": self.cfg.arch, "size": mc.size, "size_table": mc.table,
         "n_layer": mc.n_layer, "n_head": mc.n_head, "d_model": mc.d_model,
         "params": mc.num_params(), "non_embedding_params": mc.num_non_embedding_params(),
         "tokens": tokens, "steps": progress["step"],
@@ -411,8 +422,15 @@ class TrainedModel(NamedTuple):
   progress: dict[str, Any]
 
 
-def load_trained(workdir: str | pathlib.Path, which: str = "best") -> TrainedModel:
-  """The model, parameters and vocabulary of a run's best, final or latest checkpoint."""
+def load_trained(workdir: str | pathlib.Path, which: str = "best",
+                 data_dir: str | pathlib.Path | None = None) -> TrainedModel:
+  """The model, parameters and vocabulary of a run's best, final or latest checkpoint.
+
+  The vocabulary is the run's own copy (<workdir>/vocab.json), so a run loads wherever its corpus
+  went; runs written before that copy existed read it from their corpus folder. `data_dir`
+  (default: the folder the run was trained on) is the corpus the returned `data_dir` names, for
+  prompts and references; its vocabulary must be the run's.
+  """
   workdir = pathlib.Path(workdir)
   if which not in checkpoint.KINDS:
     raise ValueError(f"checkpoint must be one of {checkpoint.KINDS}, got {which!r}")
@@ -423,8 +441,21 @@ def load_trained(workdir: str | pathlib.Path, which: str = "best") -> TrainedMod
         "python -m experiments.best_model --workdir=...")
   saved = json.loads(config_path.read_text())
   cfg = TrainConfig.from_dict(saved["train"])
-  data_dir = pathlib.Path(saved.get("data_dir") or corpus.ensure_corpus(cfg.data_dir))
-  vocab = corpus.load_vocab(data_dir)
+  trained_on = pathlib.Path(saved.get("data_dir") or corpus.ensure_corpus(cfg.data_dir))
+  if data_dir is None:
+    data_dir = trained_on
+  else:
+    data_dir = pathlib.Path(data_dir)
+    check_vocab(workdir, corpus.load_vocab(data_dir), data_dir,
+                "Pass the corpus it was trained on (data_dir=, or --data_dir).")
+  if (workdir / VOCAB_FILE).exists():
+    vocab = Vocab.load(workdir / VOCAB_FILE)
+  elif (data_dir / VOCAB_FILE).exists():
+    vocab = corpus.load_vocab(data_dir)
+  else:
+    raise FileNotFoundError(
+        f"{workdir} has no copy of its vocabulary and its corpus {data_dir} is gone; pass the "
+        "corpus it was trained on (data_dir=, or --data_dir)")
   model = build_model(model_config(cfg, len(vocab)))
   tx = make_optimizer(cfg, cfg.total_steps)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

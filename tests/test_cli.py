@@ -1,0 +1,68 @@
+"""The entry points as a user meets them: bad input is one line naming the flag, not a traceback."""
+
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=300):
+  return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+@pytest.mark.parametrize("module, flags, message", [
+    ("scaling", ["--set=size=xl"], "--set 'size=xl': size is set by --sizes here"),
+    ("scaling", ["--set=n_layer=4"], "n_layer is set by --sizes here"),
+    ("best_model", ["--epochs=-1"], "epochs must be a positive number, got -1.0"),
+    ("scaling", ["--lr=-0.1"], "lr must be a positive number, got -0.1"),
+    ("prepare_data", ["--max_files=0"], "--max_files=0: must be 1 or more"),
+    ("prepare_data", ["--source=abc_dir", "--input_dir=/no/such/folder"], "/no/such/folder"),
+])
+def test_bad_input_is_one_line_naming_the_flag(tmp_path, module, flags, message):
+  proc = run("-m", f"experiments.{module}", f"--workdir={tmp_path / 'w'}", *flags) \
+      if module != "prepare_data" else run("-m", f"experiments.{module}",
+                                           f"--out_dir={tmp_path / 'c'}", *flags)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert message in proc.stderr and "Traceback" not in proc.stderr
+  assert proc.stderr.startswith("error: ") or "\nerror: " in proc.stderr
+
+
+_STOPPED = """
+import pathlib
+from experiments import cli
+from abcjax.train.errors import RunStopped
+
+def main(argv):
+  raise RunStopped(pathlib.Path("runs/x"), 3, 24, {signum})
+
+cli.run(main)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_exits_as_its_signal_says(signum):
+  proc = run("-c", _STOPPED.format(signum=int(signum)))
+  assert proc.returncode == 128 + signum
+  assert f"stopped: {signal.Signals(signum).name} stopped runs/x at step 3 of 24" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+_BUG = """
+from experiments import cli
+
+def main(argv):
+  a, b = (1, 2, 3)  # a bug, not a user's mistake: its traceback stays
+
+cli.run(main)
+"""
+
+
+def test_a_bug_keeps_its_traceback():
+  proc = run("-c", _BUG)
+  assert proc.returncode == 1 and "Traceback" in proc.stderr
+  assert "ValueError: too many values to unpack" in proc.stderr
