@@ -43,6 +43,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     except RunStopped as e:
       print(f"stopped: {e}", file=sys.stderr, flush=True)
       sys.exit(128 + e.signum)
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop: nothing was left half done.
+      print("interrupted", file=sys.stderr, flush=True)
+      sys.exit(130)
     except USER_ERRORS as e:
       if flags.FLAGS["verbosity"].value >= 1 or not raised_on_purpose(e):
         raise

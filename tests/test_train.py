@@ -314,6 +314,25 @@ def test_stop_signal_saves_and_raises_run_stopped(data_dir, tmp_path, monkeypatc
   assert len(read_losses(tmp_path / "run")) == 24
 
 
+def test_stop_signal_while_compiling_stops_before_the_first_step(data_dir, tmp_path, monkeypatch):
+  # Ctrl-C while the state is built (or the step compiles) used to interrupt XLA's compiler, which
+  # could crash the interpreter on its way out; now it is a stop request like any other.
+  import signal
+  restore = loop.Trainer._restore_or_init
+
+  def interrupted_restore(self):
+    signal.raise_signal(signal.SIGTERM)
+    return restore(self)
+
+  monkeypatch.setattr(loop.Trainer, "_restore_or_init", interrupted_restore)
+  cfg = tiny_config(data_dir)
+  with pytest.raises(loop.RunStopped, match=r"SIGTERM stopped .* at step 0 of 24"):
+    loop.train(cfg, tmp_path / "run")
+  assert not (tmp_path / "run" / "metrics.jsonl").exists() or not read_losses(tmp_path / "run")
+  monkeypatch.undo()
+  assert loop.train(cfg, tmp_path / "run")["steps"] == 24
+
+
 def test_run_loads_without_its_corpus_and_keeps_its_record(data_dir, tmp_path, monkeypatch):
   import shutil
   corpus_copy = tmp_path / "corpus"

@@ -245,10 +245,18 @@ class Trainer:
                    data_state=it.get_state() if it is not None else None)
 
   def run(self, max_steps: int | None = None) -> dict[str, Any]:
-    """Trains to the budget (or max_steps more steps, then checkpoints and returns)."""
-    cfg = self.cfg
+    """Trains to the budget (or max_steps more steps, then checkpoints and returns).
+
+    SIGINT or SIGTERM from the restore on (compilations included) stops the run at the next step
+    with a checkpoint, then raises RunStopped; a second signal stops at once.
+    """
     if self.finished():
       return json.loads((self.workdir / RESULTS_FILE).read_text())
+    with _StopRequest() as stop:
+      return self._run(stop, max_steps)
+
+  def _run(self, stop: "_StopRequest", max_steps: int | None) -> dict[str, Any]:
+    cfg = self.cfg
     state, progress, it = self._restore_or_init()
     start_step = progress["step"]
     writer = (metrics.MetricsWriter(self.workdir, resume_step=start_step)
@@ -284,62 +292,61 @@ class Trainer:
 
     try:
       last = {}
-      with _StopRequest() as stop:
-        step_no = start_step
-        while step_no < stop_at:
-          batch = step_lib.global_batch(next(it), self.mesh)
-          state, m = self.train_step(state, batch)
-          if self._pace_steps:
-            hostmem.finish_step(state)
-          step_no += 1
-          pending.append((step_no, m))
-          interval_steps += 1
+      step_no = start_step
+      while step_no < stop_at and not (stop.requested and step_no == start_step):
+        batch = step_lib.global_batch(next(it), self.mesh)
+        state, m = self.train_step(state, batch)
+        if self._pace_steps:
+          hostmem.finish_step(state)
+        step_no += 1
+        pending.append((step_no, m))
+        interval_steps += 1
 
-          boundary = step_no == stop_at or stop.requested
-          log_now = step_no % cfg.log_every == 0 or boundary
-          eval_now = (cfg.eval_every and step_no % cfg.eval_every == 0) or step_no == self.total_steps
-          ckpt_now = (cfg.checkpoint_every and step_no % cfg.checkpoint_every == 0) or boundary
-          if not (log_now or eval_now or ckpt_now):
-            if bar is not None:
-              bar.update(1)
-            continue
-
-          # Sync point: everything up to this step is finished and finite before it is recorded
-          # (and before any checkpoint is written).
-          pulled = pull(pending)
-          interval_losses.extend(h["loss"] for h in pulled)
-          last = pulled[-1]
-          pending = []
-          now = time.perf_counter()
-          dt = now - interval_start
-          tokens_per_s = interval_steps * cfg.tokens_per_step / dt if dt > 0 else 0.0
-          progress["step"] = step_no
-          progress["elapsed_s"] = now - run_start
-          progress["train_loss"] = float(np.mean(interval_losses))
-          record = {
-              "step": step_no, "tokens": step_no * cfg.tokens_per_step,
-              "train_loss": progress["train_loss"], "lr": last["lr"], "grad_norm": last["grad_norm"],
-              "tokens_per_s": tokens_per_s,
-              "mfu": self._mfu(tokens_per_s, peak),
-              "elapsed_s": progress["elapsed_s"], "peak_memory_bytes": hardware.peak_memory_bytes()[0],
-          }
-          if eval_now:
-            val = self.evaluate(state.params, "val")
-            record.update(val_loss=val["loss"], val_bpc=val["bpc"])
-            if progress["best_val_loss"] is None or val["loss"] < progress["best_val_loss"]:
-              progress["best_val_loss"], progress["best_step"] = val["loss"], step_no
-              self._save("best", state, progress)
-          writer.write(record)
+        boundary = step_no == stop_at or stop.requested
+        log_now = step_no % cfg.log_every == 0 or boundary
+        eval_now = (cfg.eval_every and step_no % cfg.eval_every == 0) or step_no == self.total_steps
+        ckpt_now = (cfg.checkpoint_every and step_no % cfg.checkpoint_every == 0) or boundary
+        if not (log_now or eval_now or ckpt_now):
           if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{progress['train_loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}",
-                            **({"val": f"{record['val_loss']:.3f}"} if eval_now else {}))
-          if ckpt_now:
-            self._save("latest", state, progress, it)
-          interval_losses, interval_steps = [], 0
-          interval_start = time.perf_counter()
-          if stop.requested:
-            break
+          continue
+
+        # Sync point: everything up to this step is finished and finite before it is recorded
+        # (and before any checkpoint is written).
+        pulled = pull(pending)
+        interval_losses.extend(h["loss"] for h in pulled)
+        last = pulled[-1]
+        pending = []
+        now = time.perf_counter()
+        dt = now - interval_start
+        tokens_per_s = interval_steps * cfg.tokens_per_step / dt if dt > 0 else 0.0
+        progress["step"] = step_no
+        progress["elapsed_s"] = now - run_start
+        progress["train_loss"] = float(np.mean(interval_losses))
+        record = {
+            "step": step_no, "tokens": step_no * cfg.tokens_per_step,
+            "train_loss": progress["train_loss"], "lr": last["lr"], "grad_norm": last["grad_norm"],
+            "tokens_per_s": tokens_per_s,
+            "mfu": self._mfu(tokens_per_s, peak),
+            "elapsed_s": progress["elapsed_s"], "peak_memory_bytes": hardware.peak_memory_bytes()[0],
+        }
+        if eval_now:
+          val = self.evaluate(state.params, "val")
+          record.update(val_loss=val["loss"], val_bpc=val["bpc"])
+          if progress["best_val_loss"] is None or val["loss"] < progress["best_val_loss"]:
+            progress["best_val_loss"], progress["best_step"] = val["loss"], step_no
+            self._save("best", state, progress)
+        writer.write(record)
+        if bar is not None:
+          bar.update(1)
+          bar.set_postfix(loss=f"{progress['train_loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}",
+                          **({"val": f"{record['val_loss']:.3f}"} if eval_now else {}))
+        if ckpt_now:
+          self._save("latest", state, progress, it)
+        interval_losses, interval_steps = [], 0
+        interval_start = time.perf_counter()
+        if stop.requested:
+          break
     finally:
       if bar is not None:
         bar.close()
