@@ -7,11 +7,13 @@ raised on purpose by abcjax's or the experiments' code get this; anything else (
 error deep inside a dependency) keeps its whole traceback, as does any error under --verbosity=1.
 A run stopped by SIGINT or SIGTERM has saved a checkpoint; it says so and exits 128 + the signal's
 number, as a shell reports a process killed by it, so `best_model && sample_eval` stops there.
+Elsewhere Ctrl-C and SIGTERM unwind the command (its cleanups run) and exit 130 or 143.
 """
 
 from __future__ import annotations
 
 import pathlib
+import signal
 import sys
 import traceback
 from typing import Callable
@@ -36,16 +38,27 @@ def raised_on_purpose(error: BaseException) -> bool:
   return last.filename.startswith(_OUR_CODE) and (last.line or "").lstrip().startswith("raise")
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM (a scheduler's stop, `kill`) outside a training loop: unwinds like Ctrl-C, so the
+  corpus build's cleanups run (its spool, its MIDI converters) instead of the process vanishing."""
+
+
+def _terminate(signum, frame):
+  raise Terminated()
+
+
 def run(main: Callable[[list[str]], None]) -> None:
   def guarded(argv):
+    signal.signal(signal.SIGTERM, _terminate)  # A training loop takes it over while it runs.
     try:
       return main(argv)
     except RunStopped as e:
       print(f"stopped: {e}", file=sys.stderr, flush=True)
       sys.exit(128 + e.signum)
-    except KeyboardInterrupt:  # Ctrl-C outside a training loop: nothing was left half done.
-      print("interrupted", file=sys.stderr, flush=True)
-      sys.exit(130)
+    except KeyboardInterrupt as e:  # Outside a training loop: nothing was left half done.
+      terminated = isinstance(e, Terminated)
+      print("terminated" if terminated else "interrupted", file=sys.stderr, flush=True)
+      sys.exit(128 + (signal.SIGTERM if terminated else signal.SIGINT))
     except USER_ERRORS as e:
       if flags.FLAGS["verbosity"].value >= 1 or not raised_on_purpose(e):
         raise

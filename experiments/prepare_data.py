@@ -34,7 +34,12 @@ def main(argv):
         f"{' (dropped)' if stats['dedup'] else ' (kept)'}")
   for name, s in splits.items():
     print(f"{name:>5}: {s['tunes']} tunes, {s['chars']:,} chars")
-  print(f"vocab: {stats['vocab_size']} tokens; UNK characters: {stats['unk']['chars_replaced_total']}")
+  unk = stats["unk"]
+  print(f"vocab: {stats['vocab_size']} tokens; characters replaced by UNK: "
+        f"{unk['chars_replaced_total']}; UNK tokens per split: {unk['unk_tokens_per_split']}"
+        + (f" (val/test characters not in the train vocabulary: "
+           f"{unk['val_test_chars_not_in_train_vocab']})"
+           if unk["val_test_chars_not_in_train_vocab"] else ""))
   print(f"tune length (chars): {stats['tune_length_chars']}")
   print(f"time: {stats['elapsed_s']:.1f} s, {stats['mb_per_s']:.2f} MB/s")
 

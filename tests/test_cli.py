@@ -66,3 +66,31 @@ def test_a_bug_keeps_its_traceback():
   proc = run("-c", _BUG)
   assert proc.returncode == 1 and "Traceback" in proc.stderr
   assert "ValueError: too many values to unpack" in proc.stderr
+
+
+_SLEEPER = """
+import pathlib, sys, time
+from experiments import cli
+
+def main(argv):
+  spool = pathlib.Path(sys.argv[1])
+  spool.write_text("half built")
+  try:
+    print("ready", flush=True)
+    time.sleep(60)
+  finally:
+    spool.unlink()  # a build's cleanup, which SIGTERM must not skip
+
+cli.run(main)
+"""
+
+
+def test_sigterm_outside_training_unwinds_and_exits_143(tmp_path):
+  spool = tmp_path / "spool"
+  proc = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(spool)], cwd=REPO, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  assert proc.stdout.readline().strip() == "ready"
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == 143 and "terminated" in stderr
+  assert not spool.exists()

@@ -325,3 +325,44 @@ def test_sources_list_only_matching_files(tmp_path):
   (tmp_path / "z.abcd").write_text("X:1\nK:C\n")
   found = sources.find_files(tmp_path, sources.ABC_SUFFIXES)
   assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/x.ABC", "y.abc"]
+
+
+def test_encodings_names_and_links_are_read_or_reported(tmp_path):
+  import codecs
+  import os
+  src = tmp_path / "in"
+  src.mkdir()
+  two = _tune(1) + "\n" + _tune(2)
+  (src / "bom8.abc").write_bytes(codecs.BOM_UTF8 + two.encode())
+  (src / "cat.abc").write_bytes((codecs.BOM_UTF8 + _tune(3).encode() + b"\n") * 2)  # `cat` of two
+  (src / "u16.abc").write_bytes(_tune(4).encode("utf-16"))
+  (src / "header.abc").write_text("%abc-2.1\nA file header, not a tune\n\n" + _tune(5))
+  with open(os.fsencode(src) + b"/caf\xe9.abc", "wb") as f:  # a file name that is not UTF-8
+    f.write(_tune(6).replace("Tune", "Caf\xe9").encode("latin-1"))
+  (tmp_path / "elsewhere").mkdir()
+  (tmp_path / "elsewhere" / "linked.abc").write_text(_tune(7))
+  (src / "link_dir").symlink_to(tmp_path / "elsewhere")
+  (src / "link_dir_again").symlink_to(tmp_path / "elsewhere")  # the same folder, read once
+  (src / "loop").symlink_to(src)  # a link back up the tree
+  (src / "gone.abc").symlink_to(tmp_path / "nowhere.abc")
+  stats = corpus.build_corpus(tmp_path / "out", source="abc_dir", input_dir=src, seed=0,
+                              progress=False, split_fractions=(0.8, 0.1, 0.1))
+  titles = sorted(line for s in corpus.SPLITS for t in corpus.load_tunes(tmp_path / "out", s)
+                  for line in t.split("\n") if line.startswith("T:"))
+  assert titles == ["T:Caf" + UNK_CHAR + " 6", "T:Tune 1", "T:Tune 2", "T:Tune 3", "T:Tune 3",
+                    "T:Tune 4", "T:Tune 5", "T:Tune 7"]
+  rows = {(r["path"], r["reason"]) for r in _rejects(tmp_path / "out")}
+  assert ("gone.abc", "unreadable") in rows and ("header.abc", "preamble_dropped") in rows
+  assert ("caf\\udce9.abc", "decoded_latin1") in rows  # the name escaped, not a crash
+  assert stats["files_read"] == 7 and stats["files_rejected"] == {"unreadable": 1}
+
+
+def test_out_dir_must_be_a_folder_other_than_the_input(tmp_path, abc_dir):
+  (tmp_path / "a_file").write_text("x")
+  with pytest.raises(ValueError, match="--out_dir=.*a_file is a file"):
+    corpus.build_corpus(tmp_path / "a_file", source="abc_dir", input_dir=abc_dir, progress=False)
+  with pytest.raises(ValueError, match="is the --input_dir"):
+    corpus.build_corpus(abc_dir, source="abc_dir", input_dir=abc_dir, progress=False)
+  with pytest.raises(ValueError, match="--input_dir"):
+    corpus.build_corpus(tmp_path / "new", source="abc_dir", input_dir=tmp_path / "nope", progress=False)
+  assert not (tmp_path / "new").exists()  # a refused build leaves no folder behind

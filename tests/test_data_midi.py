@@ -190,3 +190,18 @@ def test_midi_dir_without_midi_files(tmp_path):
   (tmp_path / "midi").mkdir()
   with pytest.raises(ValueError, match=r"--input_dir=.*midi.*no files ending in \.mid/\.midi"):
     _build(tmp_path / "midi", tmp_path / "out")
+
+
+@needs_midi2abc
+def test_copies_of_one_midi_file_are_duplicates_and_dash_names_convert(tmp_path):
+  src = tmp_path / "midi"
+  src.mkdir()
+  for i in range(6):
+    (src / f"song{i}.mid").write_bytes(midi_bytes([60 + i, 62, 64, 65]))
+  (src / "copy_of_song0.mid").write_bytes((src / "song0.mid").read_bytes())
+  (src / "-dash.mid").write_bytes(midi_bytes([50, 52, 53, 55]))  # not an option for midi2abc
+  stats = _build(src, tmp_path / "out", dedup=True)
+  assert stats["exact_duplicates"] == 1 and stats["tunes_rejected"] == {"duplicate": 1}
+  assert ("song0.mid", "duplicate") in _rejects(tmp_path / "out")  # copy_of_song0 comes first
+  tunes = [t for s in corpus.SPLITS for t in corpus.load_tunes(tmp_path / "out", s)]
+  assert len(tunes) == 7 and any("T: from ./-dash.mid" in t for t in tunes)

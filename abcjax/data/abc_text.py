@@ -12,6 +12,7 @@ Character policy (applied by `apply_char_policy`, after cleaning):
 
 from __future__ import annotations
 
+import codecs
 import collections
 import dataclasses
 import re
@@ -39,14 +40,34 @@ def decode_bytes(data: bytes) -> Decoded:
   midi2abc copies MIDI track names byte for byte, and a stray latin-1 byte in a title should not cost
   the whole tune. The resulting non-ASCII characters then go through the character policy.
   """
+  for bom, encoding in _UNICODE_BOMS:  # UTF-16/32 text has NUL bytes but is not binary
+    if data.startswith(bom):
+      try:
+        return _decoded(data.decode(encoding))
+      except UnicodeDecodeError as e:
+        return Decoded(None, "binary", f"starts like {encoding} but is not: {e.reason}")
   if b"\0" in data:
     return Decoded(None, "binary", f"NUL byte at offset {data.index(0)}")
   if not data.strip():
     return Decoded(None, "empty_file", f"{len(data)} bytes, no text")
   try:
-    return Decoded(data.decode("utf-8"))
+    return _decoded(data.decode("utf-8"))
   except UnicodeDecodeError as e:
     return Decoded(data.decode("latin-1"), "decoded_latin1", f"invalid UTF-8 at byte {e.start}")
+
+
+# Byte order marks, longest first (UTF-32 LE starts with UTF-16 LE's mark).
+_UNICODE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                 (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _decoded(text: str) -> Decoded:
+  # A byte order mark (U+FEFF) is encoding, not text: at the start of a file it would hide the
+  # first X: line, and files joined with `cat` carry one in the middle.
+  text = text.replace("\ufeff", "")
+  if not text.strip():
+    return Decoded(None, "empty_file", "no text")
+  return Decoded(text)
 
 
 def normalize_newlines(text: str) -> str:

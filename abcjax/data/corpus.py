@@ -2,7 +2,9 @@
 
 Folder layout (what `build_corpus` writes):
   train.txt val.txt test.txt   cleaned tunes, each followed by one blank line
-  train.npy val.npy test.npy   uint16 token ids, each tune followed by EOT; decode(x.npy) == x.txt
+  train.npy val.npy test.npy   uint16 token ids, each tune followed by EOT; decode(x.npy) == x.txt,
+                               except that a val/test character missing from the train vocabulary
+                               is UNK in x.npy (stats.json: val_test_chars_not_in_train_vocab)
   vocab.json                   built from the train split
   stats.json                   counts, rejects by reason, UNK characters, lengths, timing (written last)
   rejects.tsv                  one row per rejected file or tune (and per file decoded as latin-1)
@@ -17,6 +19,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 import time
@@ -83,6 +86,9 @@ def _char_counts(counter: collections.Counter) -> dict[str, int]:
   return {ascii(c)[1:-1]: n for c, n in counter.most_common()}
 
 
+_MIDI_TITLE = re.compile(r"^T: from .*\n", re.MULTILINE)
+
+
 def _digest(text: str) -> bytes:
   # Duplicate detection keeps 16-byte digests, not tune texts (a collision needs ~2**64 tunes).
   return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
@@ -141,7 +147,8 @@ class _Rejects:
 
   def __init__(self, path: pathlib.Path):
     self.path, self.tmp = path, path.with_name(path.name + ".tmp")
-    self._fh = open(self.tmp, "w", encoding="utf-8")
+    # A file name that is not UTF-8 (Python keeps its bytes as surrogates) is written escaped.
+    self._fh = open(self.tmp, "w", encoding="utf-8", errors="backslashreplace")
     self._fh.write("path\ttune_index\treason\tdetail\n")
 
   def add(self, path: str, tune_index: int, reason: str, detail: str) -> None:
@@ -214,11 +221,16 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
       ("seed", seed, seed >= 0, "0 or more")):
     if not ok:
       raise ValueError(f"--{name}={value}: must be {allowed}")
-  out_dir.mkdir(parents=True, exist_ok=True)
+  if out_dir.exists() and not out_dir.is_dir():
+    raise ValueError(f"--out_dir={out_dir} is a file; give a folder for the corpus")
+  if input_dir is not None and out_dir.resolve() == pathlib.Path(input_dir).resolve():
+    raise ValueError(f"--out_dir={out_dir} is the --input_dir: the corpus files (train.txt, ...) "
+                     "would replace files of the same names there; give another folder")
   # Arguments are checked (source, folder, files, midi2abc) before an old corpus is removed.
   files, source_stats = sources.iter_source(source, input_dir=input_dir, cache_root=out_dir,
                                             workers=workers, timeout_s=timeout_s,
                                             progress=progress, max_files=max_files)
+  out_dir.mkdir(parents=True, exist_ok=True)
   for name in OUTPUT_FILES:  # a failed rebuild must not leave old and new files mixed
     (out_dir / name).unlink(missing_ok=True)
   spool, rejects = _Spool(out_dir / ".tunes.spool"), _Rejects(out_dir / "rejects.tsv")
@@ -269,7 +281,12 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
       file_reasons["no_X_line"] += 1
       rejects.add(f.path, -1, "no_X_line", f"{len(decoded.text)} chars, no line starts with X:")
       continue
-    preamble_files += any(abc_text.strip_comment(line).strip() for line in preamble.split("\n"))
+    header = [line for line in preamble.split("\n") if abc_text.strip_comment(line).strip()]
+    if header:
+      preamble_files += 1
+      rejects.add(f.path, -1, "preamble_dropped",
+                  f"kept, not rejected: {len(header)} line(s) before the first X: line dropped, "
+                  f"first: {header[0][:60]}")
     origin_paths.append(f.path)
     for index, raw in enumerate(raw_tunes):
       tunes_found += 1
@@ -280,8 +297,11 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
         continue
       tune, replaced = abc_text.apply_char_policy(tune)
       policy_unk.update(replaced)
-      digests += _digest(tune)
-      digests_without_x += _digest(tune.split("\n", 1)[1])
+      # From MIDI, midi2abc's "T: from <file>" title names the file: two copies of one MIDI file
+      # are the same music, so duplicates are found without that line.
+      music = _MIDI_TITLE.sub("", tune) if source == "midi_dir" else tune
+      digests += _digest(music)
+      digests_without_x += _digest(music.split("\n", 1)[1])
       spool.append(tune)
       lengths.append(len(tune))
       body_unk.append(abc_text.body_has_unk(tune))

@@ -52,10 +52,31 @@ def find_files(input_dir, suffixes: tuple[str, ...]) -> list[pathlib.Path]:
   root = pathlib.Path(input_dir)
   if not root.is_dir():
     raise _input_dir_error(input_dir, "folder does not exist or is not a folder")
-  paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+  paths = sorted(_walk(root, suffixes))
   if not paths:
     raise _input_dir_error(input_dir, f"no files ending in {'/'.join(suffixes)} under this folder")
   return paths
+
+
+def _walk(root: pathlib.Path, suffixes: tuple[str, ...]) -> Iterator[pathlib.Path]:
+  """The files under root with one of the suffixes, following folder links (each real folder once).
+
+  Nothing is passed over without a trace: a folder that cannot be listed and a link to a file
+  that is gone are yielded too, and reading them rejects them as 'unreadable' with the error.
+  """
+  seen = set()
+  unlistable = []
+  for folder, subfolders, names in os.walk(root, followlinks=True, onerror=unlistable.append):
+    st = os.stat(folder)
+    if (st.st_dev, st.st_ino) in seen:  # a link back up the tree, or a second link to one folder
+      subfolders[:] = []
+      continue
+    seen.add((st.st_dev, st.st_ino))
+    for name in names:
+      if pathlib.PurePath(name).suffix.lower() in suffixes:
+        yield pathlib.Path(folder, name)
+  for error in unlistable:
+    yield pathlib.Path(error.filename)
 
 
 def music21_paths() -> tuple[pathlib.Path, list[pathlib.Path]]:
@@ -143,7 +164,9 @@ class _MidiConverter:
     with self._lock:  # no new converter once kill_all has run (its result would not be kept)
       if self.stopping:
         return RawFile(rel, None, "midi2abc_interrupted", "the build was interrupted", size)
-      proc = subprocess.Popen([self.exe, *MIDI2ABC_ARGS, rel], cwd=self.root,
+      # A name starting with "-" would be read as an option.
+      arg = f"./{rel}" if rel.startswith("-") else rel
+      proc = subprocess.Popen([self.exe, *MIDI2ABC_ARGS, arg], cwd=self.root,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               start_new_session=True)
       self._live.add(proc)

@@ -132,6 +132,10 @@ class Trainer:
     # The study's 100M-token budget is ~23 passes over the embedded corpus: large models overfit
     # (their best validation loss comes early), so say so; sweeps fit the best validation loss.
     self.train_tokens = corpus.load_split(self.data_dir, "train")  # memory-mapped
+    if len(self.train_tokens) < cfg.block_size + 1:
+      raise ValueError(f"the train split of {self.data_dir} has {len(self.train_tokens)} tokens, "
+                       f"fewer than block_size + 1 = {cfg.block_size + 1}: build a bigger corpus "
+                       "or use a smaller block_size (--set block_size=...)")
     self.passes = cfg.total_tokens / max(len(self.train_tokens), 1)
     if self.passes > 2 and jax.process_index() == 0:
       print(f"note: {cfg.total_tokens:,} tokens are {self.passes:.1f} passes over the train split "
