@@ -7,7 +7,10 @@ raised on purpose by abcjax's or the experiments' code get this; anything else (
 error deep inside a dependency) keeps its whole traceback, as does any error under --verbosity=1.
 A run stopped by SIGINT or SIGTERM has saved a checkpoint; it says so and exits 128 + the signal's
 number, as a shell reports a process killed by it, so `best_model && sample_eval` stops there.
-Elsewhere Ctrl-C and SIGTERM unwind the command (its cleanups run) and exit 130 or 143.
+Elsewhere Ctrl-C unwinds the command (its cleanups run) and exits 130; so does SIGTERM, with 143,
+in commands that ask for it (prepare_data: its spool and MIDI converters). The others keep
+SIGTERM's default outside a training loop: an exception raised inside XLA's compiler can crash
+the interpreter on its way out, and they have nothing to clean up there.
 """
 
 from __future__ import annotations
@@ -39,17 +42,18 @@ def raised_on_purpose(error: BaseException) -> bool:
 
 
 class Terminated(KeyboardInterrupt):
-  """SIGTERM (a scheduler's stop, `kill`) outside a training loop: unwinds like Ctrl-C, so the
-  corpus build's cleanups run (its spool, its MIDI converters) instead of the process vanishing."""
+  """SIGTERM (a scheduler's stop, `kill`) in a command that unwinds it like Ctrl-C, so that its
+  cleanups run (the corpus build's spool, its MIDI converters) instead of the process vanishing."""
 
 
 def _terminate(signum, frame):
   raise Terminated()
 
 
-def run(main: Callable[[list[str]], None]) -> None:
+def run(main: Callable[[list[str]], None], *, unwind_sigterm: bool = False) -> None:
   def guarded(argv):
-    signal.signal(signal.SIGTERM, _terminate)  # A training loop takes it over while it runs.
+    if unwind_sigterm:
+      signal.signal(signal.SIGTERM, _terminate)
     try:
       return main(argv)
     except RunStopped as e:

@@ -45,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, unwind_sigterm=True)

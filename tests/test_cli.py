@@ -81,7 +81,7 @@ def main(argv):
   finally:
     spool.unlink()  # a build's cleanup, which SIGTERM must not skip
 
-cli.run(main)
+cli.run(main, unwind_sigterm=True)
 """
 
 

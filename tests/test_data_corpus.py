@@ -366,3 +366,44 @@ def test_out_dir_must_be_a_folder_other_than_the_input(tmp_path, abc_dir):
   with pytest.raises(ValueError, match="--input_dir"):
     corpus.build_corpus(tmp_path / "new", source="abc_dir", input_dir=tmp_path / "nope", progress=False)
   assert not (tmp_path / "new").exists()  # a refused build leaves no folder behind
+
+
+def test_the_walk_is_sorted_regular_files_and_stays_inside(tmp_path, monkeypatch):
+  import os
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  (outside / "o.abc").write_text(_tune(1))
+  root = tmp_path / "root"
+  (root / "a" / "real").mkdir(parents=True)
+  (root / "a" / "real" / "t.abc").write_text(_tune(2))
+  (root / "z_link").symlink_to(root / "a" / "real")  # reached second: not read twice
+  (root / "z_real").mkdir()
+  (root / "z_real" / "u.abc").write_text(_tune(3))
+  (root / "b_link").symlink_to(root / "z_real")  # reached first, in sorted order
+  (root / "a" / "up").symlink_to(tmp_path)  # an ancestor: would pull in outside/
+  os.mkfifo(root / "pipe.abc")  # not a regular file: reading it would hang
+  expected = [root / "a" / "real" / "t.abc", root / "b_link" / "u.abc"]
+  assert sources.find_files(root, (".abc",)) == expected
+  listing = os.scandir
+
+  class ReversedListing:  # a file system that lists names in another order
+    def __init__(self, path):
+      with listing(path) as entries:
+        self.entries = sorted(entries, key=lambda e: e.name, reverse=True)
+
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      if not self.entries:
+        raise StopIteration
+      return self.entries.pop(0)
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      return False
+
+  monkeypatch.setattr(os, "scandir", ReversedListing)
+  assert sources.find_files(root, (".abc",)) == expected  # whatever the listing order

@@ -192,12 +192,16 @@ def test_midi_dir_without_midi_files(tmp_path):
     _build(tmp_path / "midi", tmp_path / "out")
 
 
+def _songs(src: pathlib.Path, count: int) -> pathlib.Path:
+  src.mkdir()
+  for i in range(count):
+    (src / f"song{i}.mid").write_bytes(midi_bytes([60 + i, 62, 64, 65]))
+  return src
+
+
 @needs_midi2abc
 def test_copies_of_one_midi_file_are_duplicates_and_dash_names_convert(tmp_path):
-  src = tmp_path / "midi"
-  src.mkdir()
-  for i in range(6):
-    (src / f"song{i}.mid").write_bytes(midi_bytes([60 + i, 62, 64, 65]))
+  src = _songs(tmp_path / "midi", 6)
   (src / "copy_of_song0.mid").write_bytes((src / "song0.mid").read_bytes())
   (src / "-dash.mid").write_bytes(midi_bytes([50, 52, 53, 55]))  # not an option for midi2abc
   stats = _build(src, tmp_path / "out", dedup=True)
@@ -205,3 +209,12 @@ def test_copies_of_one_midi_file_are_duplicates_and_dash_names_convert(tmp_path)
   assert ("song0.mid", "duplicate") in _rejects(tmp_path / "out")  # copy_of_song0 comes first
   tunes = [t for s in corpus.SPLITS for t in corpus.load_tunes(tmp_path / "out", s)]
   assert len(tunes) == 7 and any("T: from ./-dash.mid" in t for t in tunes)
+
+
+@needs_midi2abc
+def test_a_midi_file_name_that_is_not_utf8_converts(tmp_path):
+  src = _songs(tmp_path / "midi", 3)
+  with open(os.fsencode(src) + b"/caf\xe9.mid", "wb") as f:
+    f.write(midi_bytes([50, 52, 53, 55]))
+  stats = _build(src, tmp_path / "out")
+  assert stats["files_read"] == 4 and stats["tunes_kept"] == 4

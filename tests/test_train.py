@@ -321,16 +321,39 @@ def test_stop_signal_while_compiling_stops_before_the_first_step(data_dir, tmp_p
   restore = loop.Trainer._restore_or_init
 
   def interrupted_restore(self):
-    signal.raise_signal(signal.SIGTERM)
+    signal.raise_signal(signal.SIGINT)
     return restore(self)
 
   monkeypatch.setattr(loop.Trainer, "_restore_or_init", interrupted_restore)
   cfg = tiny_config(data_dir)
-  with pytest.raises(loop.RunStopped, match=r"SIGTERM stopped .* at step 0 of 24"):
+  with pytest.raises(loop.RunStopped, match=r"SIGINT stopped .* at step 0 of 24, before a step"):
     loop.train(cfg, tmp_path / "run")
   assert not (tmp_path / "run" / "metrics.jsonl").exists() or not read_losses(tmp_path / "run")
   monkeypatch.undo()
   assert loop.train(cfg, tmp_path / "run")["steps"] == 24
+
+
+def test_stop_signal_while_finishing_still_stops_the_command(data_dir, tmp_path, monkeypatch):
+  import signal
+  finish = loop.Trainer._finish
+
+  def interrupted_finish(self, *args):
+    signal.raise_signal(signal.SIGINT)
+    return finish(self, *args)
+
+  monkeypatch.setattr(loop.Trainer, "_finish", interrupted_finish)
+  cfg = tiny_config(data_dir, tokens=4 * 8 * 32)
+  with pytest.raises(loop.RunStopped, match=r"at step 4 of 4, saved"):
+    loop.train(cfg, tmp_path / "run")
+  monkeypatch.undo()
+  assert loop.train(cfg, tmp_path / "run")["finished"]  # the finished run is kept, not retrained
+
+
+def test_a_train_split_shorter_than_a_window_is_refused_before_anything_is_written(tmp_path):
+  small = build_tiny_corpus(tmp_path / "small", count=3)
+  with pytest.raises(ValueError, match=r"the train split of .* has \d+ tokens, fewer than block_size"):
+    loop.train(tiny_config(small, block_size=512), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
 
 
 def test_run_loads_without_its_corpus_and_keeps_its_record(data_dir, tmp_path, monkeypatch):

@@ -7,7 +7,8 @@ Folder layout (what `build_corpus` writes):
                                is UNK in x.npy (stats.json: val_test_chars_not_in_train_vocab)
   vocab.json                   built from the train split
   stats.json                   counts, rejects by reason, UNK characters, lengths, timing (written last)
-  rejects.tsv                  one row per rejected file or tune (and per file decoded as latin-1)
+  rejects.tsv                  one row per rejected file or tune, plus "kept, not rejected" rows
+                               for files decoded as latin-1 or with text before their first X:
   midi_abc_cache/              midi2abc results, for the midi_dir source only
 """
 

@@ -52,31 +52,44 @@ def find_files(input_dir, suffixes: tuple[str, ...]) -> list[pathlib.Path]:
   root = pathlib.Path(input_dir)
   if not root.is_dir():
     raise _input_dir_error(input_dir, "folder does not exist or is not a folder")
-  paths = sorted(_walk(root, suffixes))
+  paths, unlistable = _walk(root, suffixes)
+  if root in unlistable:
+    raise _input_dir_error(input_dir, "this folder cannot be listed (permissions?)")
+  if not paths and unlistable:
+    raise _input_dir_error(input_dir, f"no files ending in {'/'.join(suffixes)} in the folders "
+                           f"that could be listed; these could not: {sorted(map(str, unlistable))}")
+  paths = sorted(paths + unlistable)  # An unlistable folder is then rejected as 'unreadable'.
   if not paths:
     raise _input_dir_error(input_dir, f"no files ending in {'/'.join(suffixes)} under this folder")
   return paths
 
 
-def _walk(root: pathlib.Path, suffixes: tuple[str, ...]) -> Iterator[pathlib.Path]:
-  """The files under root with one of the suffixes, following folder links (each real folder once).
+def _walk(root: pathlib.Path,
+          suffixes: tuple[str, ...]) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+  """(files under root with one of the suffixes, folders that could not be listed).
 
-  Nothing is passed over without a trace: a folder that cannot be listed and a link to a file
-  that is gone are yielded too, and reading them rejects them as 'unreadable' with the error.
+  Links to folders are followed, each real folder once, in sorted order whatever the file
+  system's listing order (so the corpus does not depend on it); a link to the root or to one of
+  its ancestors is a loop and is not followed. Regular files only (a FIFO named x.abc would hang
+  the read), plus links to files that are gone, which reading rejects as 'unreadable'.
   """
-  seen = set()
-  unlistable = []
-  for folder, subfolders, names in os.walk(root, followlinks=True, onerror=unlistable.append):
-    st = os.stat(folder)
-    if (st.st_dev, st.st_ino) in seen:  # a link back up the tree, or a second link to one folder
-      subfolders[:] = []
+  root_real = os.path.realpath(root)
+  seen, files, unlistable = set(), [], []
+  for folder, subfolders, names in os.walk(root, followlinks=True,
+                                           onerror=lambda e: unlistable.append(pathlib.Path(e.filename))):
+    real = os.path.realpath(folder)
+    if real in seen or (folder != str(root) and
+                        (root_real == real or root_real.startswith(real.rstrip(os.sep) + os.sep))):
+      subfolders[:] = []  # A second way into one folder, or a way back up the tree.
       continue
-    seen.add((st.st_dev, st.st_ino))
+    seen.add(real)
+    subfolders.sort()
     for name in names:
-      if pathlib.PurePath(name).suffix.lower() in suffixes:
-        yield pathlib.Path(folder, name)
-  for error in unlistable:
-    yield pathlib.Path(error.filename)
+      path = os.path.join(folder, name)
+      if pathlib.PurePath(name).suffix.lower() in suffixes and (
+          os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))):
+        files.append(pathlib.Path(path))
+  return files, unlistable
 
 
 def music21_paths() -> tuple[pathlib.Path, list[pathlib.Path]]:
@@ -113,6 +126,11 @@ def midi2abc_binary() -> str:
   return exe
 
 
+def _midi2abc_path(rel: str) -> str:
+  """A relative path as midi2abc is given it: a name starting with "-" would be read as an option."""
+  return f"./{rel}" if rel.startswith("-") else rel
+
+
 class _MidiConverter:
   """Runs midi2abc on one file at a time per thread, with a per-file timeout and a result cache.
 
@@ -131,8 +149,10 @@ class _MidiConverter:
     self.stopping = False  # set on interrupt: results of killed runs must not be cached
 
   def _key(self, rel: str, st: os.stat_result) -> str:
-    text = "\0".join([rel, str(st.st_size), str(st.st_mtime_ns), *MIDI2ABC_ARGS])
-    return hashlib.sha1(text.encode()).hexdigest()
+    # The path as midi2abc is given it (a key of its own for ./-x.mid, which used to fail), its
+    # bytes kept when the name is not UTF-8.
+    text = "\0".join([_midi2abc_path(rel), str(st.st_size), str(st.st_mtime_ns), *MIDI2ABC_ARGS])
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()
 
   def _cached(self, key: str, rel: str, size: int) -> RawFile | None:
     ok, fail = self.cache_dir / f"{key}.abc", self.cache_dir / f"{key}.fail.json"
@@ -164,9 +184,7 @@ class _MidiConverter:
     with self._lock:  # no new converter once kill_all has run (its result would not be kept)
       if self.stopping:
         return RawFile(rel, None, "midi2abc_interrupted", "the build was interrupted", size)
-      # A name starting with "-" would be read as an option.
-      arg = f"./{rel}" if rel.startswith("-") else rel
-      proc = subprocess.Popen([self.exe, *MIDI2ABC_ARGS, arg], cwd=self.root,
+      proc = subprocess.Popen([self.exe, *MIDI2ABC_ARGS, _midi2abc_path(rel)], cwd=self.root,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               start_new_session=True)
       self._live.add(proc)

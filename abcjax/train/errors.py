@@ -17,7 +17,10 @@ class ConfigMismatch(ValueError):
 class RunStopped(Exception):
   """SIGINT or SIGTERM stopped a run; it saved a checkpoint, and training again resumes it."""
 
-  def __init__(self, workdir: pathlib.Path, step: int, total_steps: int, signum: int):
+  def __init__(self, workdir: pathlib.Path, step: int, total_steps: int, signum: int,
+               saved: bool = True):
     self.workdir, self.step, self.total_steps, self.signum = workdir, step, total_steps, signum
-    super().__init__(f"{signal.Signals(signum).name} stopped {workdir} at step {step} of "
-                     f"{total_steps}, saved; run the same command again to resume")
+    where = (f"{workdir} at step {step} of {total_steps}, saved" if saved else
+             f"{workdir} at step {step} of {total_steps}, before a step (nothing new to save)")
+    super().__init__(f"{signal.Signals(signum).name} stopped {where}; run the same command "
+                     "again to resume")

@@ -120,22 +120,23 @@ class Trainer:
     self.workdir = pathlib.Path(workdir)
     if self.workdir.exists() and not self.workdir.is_dir():
       raise NotADirectoryError(f"work folder {self.workdir} is a file; pass a folder (--workdir)")
-    self.model_cfg = model_config(cfg, 1)  # Checks the size before anything is written.
-    self.workdir.mkdir(parents=True, exist_ok=True)
+    # Everything that can refuse the run is checked before the work folder is made.
+    self.model_cfg = model_config(cfg, 1)
     check_workdir(self.workdir, cfg)
     self.data_dir = corpus.ensure_corpus(cfg.data_dir).resolve()
     self.vocab = corpus.load_vocab(self.data_dir)
     check_vocab(self.workdir, self.vocab, self.data_dir)
-    self.model_cfg = model_config(cfg, len(self.vocab))
-    self.model = build_model(self.model_cfg)
-    self.total_steps = cfg.total_steps
-    # The study's 100M-token budget is ~23 passes over the embedded corpus: large models overfit
-    # (their best validation loss comes early), so say so; sweeps fit the best validation loss.
     self.train_tokens = corpus.load_split(self.data_dir, "train")  # memory-mapped
     if len(self.train_tokens) < cfg.block_size + 1:
       raise ValueError(f"the train split of {self.data_dir} has {len(self.train_tokens)} tokens, "
                        f"fewer than block_size + 1 = {cfg.block_size + 1}: build a bigger corpus "
                        "or use a smaller block_size (--set block_size=...)")
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    self.model_cfg = model_config(cfg, len(self.vocab))
+    self.model = build_model(self.model_cfg)
+    self.total_steps = cfg.total_steps
+    # The study's 100M-token budget is ~23 passes over the embedded corpus: large models overfit
+    # (their best validation loss comes early), so say so; sweeps fit the best validation loss.
     self.passes = cfg.total_tokens / max(len(self.train_tokens), 1)
     if self.passes > 2 and jax.process_index() == 0:
       print(f"note: {cfg.total_tokens:,} tokens are {self.passes:.1f} passes over the train split "
@@ -360,8 +361,9 @@ class Trainer:
     if finished:
       result = self._finish(state, progress, peak, peak_source)
     self.ckpt.wait()
-    if not finished and stop.requested:
-      raise RunStopped(self.workdir, progress["step"], self.total_steps, stop.signum)
+    if stop.requested:  # Finished or not, the command stops here (a sweep starts no next size).
+      raise RunStopped(self.workdir, progress["step"], self.total_steps, stop.signum,
+                       saved=progress["step"] > start_step)
     return result if finished else {"finished": False, **progress}
 
   def _mfu(self, tokens_per_s: float, peak_per_device: float) -> float:
