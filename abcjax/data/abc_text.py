@@ -48,6 +48,7 @@ def decode_bytes(data: bytes) -> Decoded:
         return Decoded(None, "binary", f"starts like {encoding} but is not: {e.reason}")
   if b"\0" in data:
     return Decoded(None, "binary", f"NUL byte at offset {data.index(0)}")
+  data = data.removeprefix(codecs.BOM_UTF8)  # also when the rest is not UTF-8 (latin-1 below)
   if not data.strip():
     return Decoded(None, "empty_file", f"{len(data)} bytes, no text")
   try:
