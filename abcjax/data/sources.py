@@ -55,13 +55,11 @@ def find_files(input_dir, suffixes: tuple[str, ...]) -> list[pathlib.Path]:
   paths, unlistable = _walk(root, suffixes)
   if root in unlistable:
     raise _input_dir_error(input_dir, "this folder cannot be listed (permissions?)")
-  if not paths and unlistable:
-    raise _input_dir_error(input_dir, f"no files ending in {'/'.join(suffixes)} in the folders "
-                           f"that could be listed; these could not: {sorted(map(str, unlistable))}")
-  paths = sorted(paths + unlistable)  # An unlistable folder is then rejected as 'unreadable'.
   if not paths:
-    raise _input_dir_error(input_dir, f"no files ending in {'/'.join(suffixes)} under this folder")
-  return paths
+    where = (f"in the folders that could be listed; these could not: "
+             f"{sorted(map(str, unlistable))}" if unlistable else "under this folder")
+    raise _input_dir_error(input_dir, f"no files ending in {'/'.join(suffixes)} {where}")
+  return sorted(paths + unlistable)  # An unlistable folder is then rejected as 'unreadable'.
 
 
 def _walk(root: pathlib.Path,

@@ -121,7 +121,7 @@ class Trainer:
     if self.workdir.exists() and not self.workdir.is_dir():
       raise NotADirectoryError(f"work folder {self.workdir} is a file; pass a folder (--workdir)")
     # Everything that can refuse the run is checked before the work folder is made.
-    self.model_cfg = model_config(cfg, 1)
+    model_config(cfg, 1)  # A size or shape that does not exist.
     check_workdir(self.workdir, cfg)
     self.data_dir = corpus.ensure_corpus(cfg.data_dir).resolve()
     self.vocab = corpus.load_vocab(self.data_dir)
