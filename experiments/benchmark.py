@@ -30,12 +30,12 @@ import pathlib
 
 from absl import app, flags
 
-from abcjax.models.configs import ATTENTION_IMPLS
+from abcjax.models.gpt import ATTENTION_IMPLS
 from experiments import cli
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
-_ARCHS = flags.DEFINE_list("archs", ["gpt", "lstm"], "Architectures: gpt, lstm.")
+_ARCHS = flags.DEFINE_list("archs", ["gpt", "lstm"], "Model families (gpt, lstm, gru).")
 _SIZES = flags.DEFINE_list("sizes", ["tiny"], "Size names, each optionally TABLE:name (B:tiny) to "
                            "override --table. Ignored when --n_layer/--d_model give a custom shape.")
 _TABLE = flags.DEFINE_enum("table", "B", ["A", "B"], "Size table of the size names.")
@@ -72,16 +72,19 @@ _OUT = flags.DEFINE_string("out", None, "Also append the JSON lines to this file
 
 
 def _configs():
-  from abcjax.models import get_config
+  import dataclasses
+  from abcjax.models import config_class, get_config
   custom = _N_LAYER.value is not None or _D_MODEL.value is not None
   for arch in _ARCHS.value:
-    common = dict(vocab_size=_VOCAB.value, block_size=_BLOCK.value, dtype=_DTYPE.value,
-                  attention=_ATTENTION.value)
+    fields = {f.name for f in dataclasses.fields(config_class(arch))}
+    common = dict(vocab_size=_VOCAB.value, block_size=_BLOCK.value, dtype=_DTYPE.value)
+    if "attention" in fields:
+      common["attention"] = _ATTENTION.value
     if custom:
       if _N_LAYER.value is None or _D_MODEL.value is None:
         raise app.UsageError("a custom shape needs both --n_layer and --d_model")
       shape = {"n_layer": _N_LAYER.value, "d_model": _D_MODEL.value}
-      if arch == "gpt":
+      if "n_head" in fields:
         shape["n_head"] = _N_HEAD.value or max(_D_MODEL.value // 64, 1)
       yield get_config(arch, "custom", table=_TABLE.value, **common, **shape)
       continue

@@ -16,34 +16,34 @@ import json
 
 from absl import app, flags
 
-from abcjax.models import size_names
+from abcjax.models import config_class, registry
 from abcjax.train import loop
-from abcjax.train.presets import BEST_DEFAULT, preset_config
+from abcjax.train.presets import BEST_DEFAULT
 from experiments import cli, common
 
-ARCH = flags.DEFINE_enum("arch", None, ["gpt", "lstm"], "Model family (default: the preset's best: "
-                        "gpt with the paper preset, as the study; lstm with the cpu preset).")
+ARCH = flags.DEFINE_string("arch", None, "Model family (default: the preset's best: gpt with the "
+                           "paper preset, as the study; lstm with the cpu preset).")
 SIZE = flags.DEFINE_string("size", None, "Size to train (default: the preset's best: xl for the paper "
                            "preset, as the study; large, the largest LSTM, for the cpu preset).")
-EPOCHS = flags.DEFINE_float("epochs", None, "Epochs of the token budget (overrides the preset).")
 WORKDIR = flags.DEFINE_string("workdir", "runs/best_model", "Work folder: checkpoints, metrics, results.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if ARCH.value is not None and ARCH.value not in registry.names():
+    raise app.UsageError(f"--arch: unknown family {ARCH.value!r}; registered: {list(registry.names())}")
   common.start_distributed()
   table, preset = common.TABLE.value, common.preset()
   default_arch, default_size = BEST_DEFAULT[preset]
   arch = ARCH.value or default_arch
-  size = SIZE.value or (default_size if arch == default_arch else size_names(arch, table)[-1])
-  if size not in size_names(arch, table):
-    raise app.UsageError(f"--size: {arch} table {table} has {size_names(arch, table)}, not {size!r}")
+  names = config_class(arch).size_names(table)
+  size = SIZE.value or (default_size if arch == default_arch else names[-1])
+  if size not in names:
+    raise app.UsageError(f"--size: {arch} table {table} has {names}, not {size!r}")
   print(f"best model: {arch} {size} (table {table}, preset {preset})", flush=True)
-  cfg = preset_config(preset, arch, size, best_model=True, table=table)
-  cfg = common.finish_config(cfg, owned={"arch": "--arch", "size": "--size", "table": "--table"})
-  if EPOCHS.value is not None:
-    cfg = cfg.replace(epochs=EPOCHS.value)
+  cfg = common.make_config(preset, arch, size, best_model=True,
+                           owned={"model.size": "--size", "model.table": "--table"})
   results = loop.train(cfg, WORKDIR.value)
   print(json.dumps(results, indent=2))
 

@@ -2,38 +2,32 @@
 
 from absl import flags
 
-from abcjax.train import distributed
-from abcjax.train.config import TrainConfig, apply_overrides
+from abcjax.train import config_flags, distributed, presets
+from abcjax.train.config import Config
 
-PRESET = flags.DEFINE_enum("preset", "auto", ["auto", "paper", "cpu"],
+PRESET = flags.DEFINE_enum("preset", "auto", ["auto", *presets.PRESETS],
                            "paper: the study's recipe (100M tokens, batch 64, block 256; for GPUs). "
                            "cpu: the same family shapes with widths and budget scaled to run on a laptop. "
                            "auto: paper when JAX sees a GPU or TPU, else cpu.")
 TABLE = flags.DEFINE_enum("table", "A", ["A", "B"], "Size table: A (first write-up, exact) or B (second).")
 DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared corpus folder (python -m experiments.prepare_data). "
-                               "Default: the embedded music21 corpus, built once into the cache folder.")
-DTYPE = flags.DEFINE_enum("dtype", "auto", ["auto", "float32", "bfloat16"],
-                          "Compute dtype. auto: bfloat16 for the GPT on GPU, else float32 (as the study).")
-TOKENS = flags.DEFINE_integer("tokens", None, "Token budget per epoch (overrides the preset).")
-BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Global batch size (overrides the preset).")
-LR = flags.DEFINE_float("lr", None, "Peak learning rate (overrides the preset).")
-SEED = flags.DEFINE_integer("seed", None, "Seed of initialisation and data order.")
-SET = flags.DEFINE_multi_string("set", [], "Any TrainConfig field, as FIELD=VALUE; repeatable.")
+                               "Default: the embedded music21 corpus, built once into the cache folder. "
+                               "The same as --config.data.data_dir.")
 DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                                 "jax.distributed: auto starts it under SLURM/Open MPI or with --coordinator.")
 COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 for jax.distributed.")
 NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Process count for jax.distributed.")
 PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index for jax.distributed.")
+config_flags.define()
 
 
 def preset() -> str:
   """The preset flag, with auto resolved by the devices JAX sees."""
   import jax
-  if PRESET.value != "auto":
-    return PRESET.value
-  chosen = "paper" if jax.default_backend() in ("gpu", "tpu") else "cpu"
-  print("--preset=auto: no accelerator found, using the cpu preset" if chosen == "cpu"
-        else f"--preset=auto: {jax.default_backend()} found, using the paper preset", flush=True)
+  chosen = presets.resolve(PRESET.value)
+  if PRESET.value == "auto":
+    print("--preset=auto: no accelerator found, using the cpu preset" if chosen == "cpu"
+          else f"--preset=auto: {jax.default_backend()} found, using the paper preset", flush=True)
   return chosen
 
 
@@ -49,25 +43,17 @@ def start_distributed() -> None:
   distributed.initialize(DISTRIBUTED.value, COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
 
 
-def finish_config(cfg: TrainConfig, owned: dict[str, str] | None = None) -> TrainConfig:
-  """Applies the shared flags on top of a preset's config.
+def make_config(preset_name: str, arch: str, size: str, *, best_model: bool = False,
+                owned: dict[str, str] | None = None) -> Config:
+  """The preset's config of one size, with --data_dir and the --config.* flags applied.
 
-  owned: TrainConfig fields that the entry point sets itself, each with the flag that does
-  (`--set size=xl` in a sweep of --sizes would train xl under another size's name).
+  owned: config paths that the entry point sets itself, each with the flag that does
+  (`--config.model.size=xl` in a sweep of --sizes would train xl under another size's name).
   """
-  import jax
-  for item in SET.value:
-    name = item.partition("=")[0].strip()
-    if owned and name in owned:
-      raise ValueError(f"--set {item!r}: {name} is set by {owned[name]} here")
-  changes = {}
+  given = config_flags.overrides()
   if DATA_DIR.value is not None:
-    changes["data_dir"] = DATA_DIR.value
-  dtype = DTYPE.value
-  if dtype == "auto":
-    dtype = "bfloat16" if cfg.arch == "gpt" and jax.default_backend() == "gpu" else "float32"
-  changes["dtype"] = dtype
-  for name, flag in (("tokens", TOKENS), ("batch_size", BATCH_SIZE), ("lr", LR), ("seed", SEED)):
-    if flag.value is not None:
-      changes[name] = flag.value
-  return apply_overrides(cfg.replace(**changes), SET.value)
+    if "data.data_dir" in given:
+      raise ValueError("--data_dir and --config.data.data_dir both given; pass one")
+    given["data.data_dir"] = DATA_DIR.value
+  cfg = presets.make(preset_name, arch, size, table=TABLE.value, best_model=best_model)
+  return config_flags.apply(cfg, given, owned=owned)

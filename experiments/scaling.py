@@ -16,28 +16,28 @@ hostmem.reexec_with_tuned_malloc(__name__, __file__)
 
 from absl import app, flags
 
-from abcjax.models import size_names
+from abcjax.models import config_class, registry
 from abcjax.scaling import compare, sweep
-from abcjax.train.presets import preset_config
 from experiments import cli, common
 
-ARCH = flags.DEFINE_enum("arch", "gpt", ["gpt", "lstm"], "Model family.")
+ARCH = flags.DEFINE_string("arch", "gpt", "Model family: gpt, lstm or gru (any registered family).")
 SIZES = flags.DEFINE_list("sizes", None, "Comma-separated sizes (default: every size of the family).")
 WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "Folder of the sweep; one subfolder per arch/size.")
-COMPARE = flags.DEFINE_bool("compare", True, "Also write the GPT-vs-LSTM comparison when both have results.")
-
+COMPARE = flags.DEFINE_bool("compare", True, "Also write the family comparison when two or more have results.")
 
 # Fields a sweep sets per size; a shape given to every size would give them all one model.
-_OWNED = {"arch": "--arch", "size": "--sizes", "table": "--table", "n_layer": "--sizes",
-          "d_model": "--sizes", "n_head": "--sizes"}
+_OWNED = {"model.size": "--sizes", "model.table": "--table", "model.n_layer": "--sizes",
+          "model.d_model": "--sizes", "model.n_head": "--sizes"}
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if ARCH.value not in registry.names():
+    raise app.UsageError(f"--arch: unknown family {ARCH.value!r}; registered: {list(registry.names())}")
   common.start_distributed()
   arch, table = ARCH.value, common.TABLE.value
-  valid = size_names(arch, table)
+  valid = config_class(arch).size_names(table)
   sizes = SIZES.value or valid
   unknown = [s for s in sizes if s not in valid]
   if unknown:
@@ -45,9 +45,9 @@ def main(argv):
   preset = common.preset()
 
   def config_for(size):
-    return common.finish_config(preset_config(preset, arch, size, table=table), owned=_OWNED)
+    return common.make_config(preset, arch, size, owned=_OWNED)
 
-  sweep.run_sweep(arch, sizes, config_for, WORKDIR.value, preset=preset)
+  sweep.run_sweep(arch, sizes, config_for, WORKDIR.value)
   if COMPARE.value:
     compare.maybe_compare(WORKDIR.value)
 

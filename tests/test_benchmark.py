@@ -112,9 +112,9 @@ def configs_from_flags(*argv):
   return configs
 
 
-def test_sizes_select_the_issue_shapes():
+def test_sizes_select_the_table_shapes():
   configs = configs_from_flags("--archs=gpt,lstm", "--sizes=B:tiny,A:small")
-  shapes = [(c.arch, c.table, c.size, c.n_layer, c.n_head, c.d_model) for c in configs]
+  shapes = [(c.arch, c.table, c.size, c.n_layer, getattr(c, "n_head", 0), c.d_model) for c in configs]
   assert shapes == [("gpt", "B", "tiny", 3, 3, 192), ("gpt", "A", "small", 6, 8, 256),
                     ("lstm", "B", "tiny", 2, 0, 288), ("lstm", "A", "small", 2, 0, 256)]
   (custom,) = configs_from_flags("--archs=gpt", "--n_layer=2", "--d_model=128", "--block=64")

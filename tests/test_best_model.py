@@ -5,15 +5,16 @@ from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
 def best_model(workdir, data_dir, *extra):
   return run_experiment(
-      "best_model", "--preset=cpu", f"--workdir={workdir}", f"--data_dir={data_dir}", "--tokens=8192",
-      "--batch_size=8", "--set=block_size=32", "--set=eval_every=8", "--set=checkpoint_every=8",
-      "--set=progress=false", *extra)
+      "best_model", "--preset=cpu", f"--workdir={workdir}", f"--data_dir={data_dir}",
+      "--config.data.tokens=8192", "--config.data.batch_size=8", "--config.model.block_size=32",
+      "--config.eval.every=8", "--config.run.checkpoint_every=8", "--config.run.progress=false",
+      *extra)
 
 
 def test_best_model_trains_epochs_keeps_best_and_final_and_resumes(tmp_path):
   data_dir = build_tiny_corpus(tmp_path)
   work = tmp_path / "best"
-  out = best_model(work, data_dir, "--epochs=2")
+  out = best_model(work, data_dir, "--config.data.epochs=2")
   assert "best model: lstm large (table A, preset cpu)" in out
   results = json.loads((work / "results.json").read_text())
   assert results["finished"] and results["arch"] == "lstm" and results["size"] == "large"
@@ -21,6 +22,7 @@ def test_best_model_trains_epochs_keeps_best_and_final_and_resumes(tmp_path):
   for kind in ("best", "final", "latest"):
     assert any((work / "checkpoints" / kind).iterdir()), kind
   config = json.loads((work / "config.json").read_text())
-  assert config["train"]["epochs"] == 2.0 and config["size_table"] == "A"
-  again = best_model(work, data_dir, "--epochs=2")
+  assert config["config"]["data"]["epochs"] == 2.0 and config["size_table"] == "A"
+  assert config["config"]["run"]["preset"] == "cpu"
+  again = best_model(work, data_dir, "--config.data.epochs=2")
   assert json.loads(again[again.index("{"):]) == results

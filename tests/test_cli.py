@@ -16,10 +16,13 @@ def run(*args, timeout=300):
 
 
 @pytest.mark.parametrize("module, flags, message", [
-    ("scaling", ["--set=size=xl"], "--set 'size=xl': size is set by --sizes here"),
-    ("scaling", ["--set=n_layer=4"], "n_layer is set by --sizes here"),
-    ("best_model", ["--epochs=-1"], "epochs must be a positive number, got -1.0"),
-    ("scaling", ["--lr=-0.1"], "lr must be a positive number, got -0.1"),
+    ("scaling", ["--config.model.size=xl"], "--config.model.size: model.size is set by --sizes here"),
+    ("scaling", ["--config.model.n_layer=4"], "model.n_layer is set by --sizes here"),
+    ("best_model", ["--config.data.epochs=-1"], "data.epochs must be a positive number, got -1.0"),
+    ("scaling", ["--config.opt.lr=-0.1"], "opt.lr must be a positive number, got -0.1"),
+    ("scaling", ["--config.opt.lr=fast"], "config.opt.lr='fast': cannot read it as float"),
+    ("best_model", ["--arch=lstm", "--config.model.n_head=4"],
+     "config.model.n_head: model has no field 'n_head' for the lstm family"),
     ("prepare_data", ["--max_files=0"], "--max_files=0: must be 1 or more"),
     ("prepare_data", ["--source=abc_dir", "--input_dir=/no/such/folder"], "/no/such/folder"),
 ])
@@ -42,6 +45,12 @@ def main(argv):
 
 cli.run(main)
 """
+
+
+def test_a_misspelt_config_field_is_an_unknown_flag(tmp_path):
+  proc = run("-m", "experiments.scaling", f"--workdir={tmp_path}", "--config.opt.lrate=1")
+  assert proc.returncode == 1 and "Unknown command line flag 'config.opt.lrate'" in proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

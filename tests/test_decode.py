@@ -13,13 +13,13 @@ NEW = 40  # one max_new_tokens for most tests, so compiled loops are shared
 
 def tiny_model(arch: str, **kw):
   fields = {"vocab_size": VOCAB, "block_size": 64, "n_layer": 2, "d_model": 32,
-            "n_head": 4 if arch == "gpt" else 0, **kw}
+            **({"n_head": 4} if arch == "gpt" else {}), **kw}
   cfg = get_config(arch, "custom", **fields)
   model = build_model(cfg)
   return model, model.init(jax.random.PRNGKey(0))
 
 
-@pytest.fixture(scope="module", params=["gpt", "lstm"])
+@pytest.fixture(scope="module", params=["gpt", "lstm", "gru"])
 def model_and_params(request):
   return tiny_model(request.param)
 

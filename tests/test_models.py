@@ -7,17 +7,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from abcjax.models import (PUBLISHED_PARAMS, SIZE_TABLES, ModelConfig, build_model, count_params,
-                           get_config, size_names, size_table_markdown)
+from abcjax.models import (GPTConfig, LSTMConfig, ModelConfig, build_model, config_class,
+                           config_from_dict, count_params, get_config, names, size_table_markdown)
 
 VOCAB = 20
-ARCHS = ["gpt", "lstm"]
+ARCHS = ["gpt", "lstm", "gru"]
+PUBLISHED = ["gpt", "lstm"]  # the study's families, with published size tables
+
+
+def size_names(arch, table="A"):
+  return config_class(arch).size_names(table)
 
 
 def tiny_config(arch: str, **kw) -> ModelConfig:
   """The default small size shrunk to D=32, 2 layers, block 64 (nanodo's test config)."""
   fields = {"vocab_size": VOCAB, "block_size": 64, "n_layer": 2, "d_model": 32,
-            "n_head": 4 if arch == "gpt" else 0, **kw}
+            **({"n_head": 4} if arch == "gpt" else {}), **kw}
   return get_config(arch, "small", **fields)
 
 
@@ -146,9 +151,9 @@ def test_table_counts_match_param_shapes(arch, table):
     assert count_params(shapes) == cfg.num_params(), (arch, table, size)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PUBLISHED)
 def test_table_a_counts_match_published_within_1_percent(arch):
-  published = PUBLISHED_PARAMS["A"][arch]
+  published = config_class(arch).PUBLISHED_PARAMS["A"]
   assert list(published) == size_names(arch, "A")
   for size, count in published.items():
     n = get_config(arch, size, vocab_size=99, table="A").num_params()
@@ -158,16 +163,16 @@ def test_table_a_counts_match_published_within_1_percent(arch):
         published.values())
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PUBLISHED)
 def test_table_b_published_sizes_within_5_percent(arch):
-  published = PUBLISHED_PARAMS["B"][arch]
+  published = config_class(arch).PUBLISHED_PARAMS["B"]
   assert published
   for size, count in published.items():
     n = get_config(arch, size, vocab_size=99, table="B").num_params()
     assert abs(n - count) <= 0.05 * count, (size, n, count)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", PUBLISHED)
 def test_table_b_steps_geometrically(arch):
   counts = [get_config(arch, s, vocab_size=99, table="B").num_params()
             for s in size_names(arch, "B")]
@@ -179,11 +184,11 @@ def test_table_b_steps_geometrically(arch):
 
 
 def test_published_table_b_shapes():
-  gpt = SIZE_TABLES["B"]["gpt"]
+  gpt = GPTConfig.SIZES["B"]
   assert (gpt["tiny"]["n_layer"], gpt["tiny"]["n_head"]) == (3, 3)
   assert (gpt["large"]["n_layer"], gpt["large"]["n_head"]) == (8, 12)
   assert (gpt["xl"]["n_layer"], gpt["xl"]["n_head"]) == (12, 12)
-  assert SIZE_TABLES["B"]["lstm"]["large"] == {"n_layer": 5, "d_model": 1024, "n_head": 0}
+  assert LSTMConfig.SIZES["B"]["large"] == {"n_layer": 5, "d_model": 1024}
 
 
 def test_flops_per_token_formula():
@@ -210,7 +215,7 @@ def test_unknown_names_raise_value_error_naming_choices():
     size_names("gpt", "C")
   with pytest.raises(ValueError, match="xl"):
     get_config("lstm", "xl", vocab_size=99)  # four LSTM sizes only
-  with pytest.raises(ValueError, match="unknown config fields"):
+  with pytest.raises(ValueError, match="gpt configs have no fields"):
     get_config("gpt", "tiny", vocab_size=99, n_heads=4)
   with pytest.raises(ValueError, match="dtype"):
     get_config("gpt", "tiny", vocab_size=99, dtype="float16")
@@ -219,25 +224,26 @@ def test_unknown_names_raise_value_error_naming_choices():
 def test_config_round_trip_and_custom():
   cfg = get_config("gpt", "large", vocab_size=99, table="B", dtype="bfloat16")
   assert (cfg.n_layer, cfg.n_head, cfg.d_model, cfg.table, cfg.size) == (8, 12, 720, "B", "large")
-  assert ModelConfig(**cfg.to_dict()) == cfg
+  assert config_from_dict(cfg.to_dict()) == cfg
   assert cfg.to_dict()["table"] == "B"
   assert cfg.replace(dropout=0.1).dropout == 0.1
   with pytest.raises(dataclasses.FrozenInstanceError):
     cfg.n_layer = 3  # type: ignore[misc]
   assert get_config("gpt", "tiny", vocab_size=99, d_model=64, n_head=4).size == "custom"
   assert get_config("gpt", "tiny", vocab_size=99, n_layer=2).size == "tiny"  # same as the table
+  assert cfg.replace(n_layer=4).size == "custom"  # another shape is not the table's size
+  assert cfg.replace(dtype="float32").size == "large"
   custom = get_config("lstm", "custom", vocab_size=99, n_layer=2, d_model=64)
-  assert custom.size == "custom" and custom.n_head == 0
-  with pytest.raises(ValueError, match="custom"):
-    get_config("lstm", "custom", vocab_size=99, n_layer=2)
+  assert custom.size == "custom" and not hasattr(custom, "n_head")
+  with pytest.raises(ValueError, match="lstm configs have no fields"):
+    get_config("lstm", "custom", vocab_size=99, n_layer=2, n_head=4)
 
 
 def test_size_table_markdown():
   for table in ["A", "B"]:
     md = size_table_markdown(table)
-    rows = [line for line in md.splitlines() if line.startswith("| gpt") or
-            line.startswith("| lstm")]
-    assert len(rows) == 9
+    rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == sum(len(size_names(a, table)) for a in names()) == 13
     for arch in ARCHS:
       for size in size_names(arch, table):
         n = get_config(arch, size, vocab_size=99, table=table).num_params()
@@ -251,7 +257,7 @@ def test_attention_kernel_choice():
   cfg = get_config("gpt", "tiny", vocab_size=11, block_size=8)
   assert cfg.attention == "auto"
   assert attention_impl(cfg) == "blocked"  # no GPU here: auto picks the CPU kernel
-  with pytest.raises(ValueError, match="unknown attention 'flash'"):
+  with pytest.raises(ValueError, match="model.attention must be one of"):
     get_config("gpt", "tiny", vocab_size=11, attention="flash")
   cudnn = cfg.replace(attention="cudnn")
   model = build_model(cudnn)

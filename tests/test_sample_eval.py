@@ -16,7 +16,7 @@ from abcjax.evaluation.sampling import (SamplingConfig, conditional_prompt, vali
                                         write_samples)
 from abcjax.models import build_model, get_config
 from abcjax.train import loop
-from abcjax.train.config import TrainConfig
+from abcjax.train.config import Config, DataConfig, EvalConfig, OptimizerConfig, RunConfig
 from tests.tiny_corpus import build_tiny_corpus, synthetic_tunes
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -32,9 +32,11 @@ def trained_run(tmp_path_factory):
   """A tiny GPT trained for 40 steps on the synthetic corpus: (run folder, corpus folder)."""
   root = tmp_path_factory.mktemp("trained")
   data_dir = build_tiny_corpus(root)
-  cfg = TrainConfig(arch="gpt", size="tiny", data_dir=str(data_dir), block_size=64, batch_size=8,
-                    tokens=40 * 8 * 64, lr=3e-3, width_scale=1 / 6, eval_every=20, eval_batch_size=8,
-                    log_every=10, checkpoint_every=20, progress=False)
+  cfg = Config(model=get_config("gpt", "tiny", block_size=64).scale_width(1 / 6),
+               opt=OptimizerConfig(lr=3e-3),
+               data=DataConfig(data_dir=str(data_dir), batch_size=8, tokens=40 * 8 * 64),
+               eval=EvalConfig(every=20, batch_size=8),
+               run=RunConfig(log_every=10, checkpoint_every=20, progress=False))
   loop.train(cfg, root / "run")
   return root / "run", data_dir
 

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from abcjax.scaling import compare, sweep
-from abcjax.train.config import TrainConfig
+from abcjax.train import presets
+from abcjax.train.config import from_record, override
 from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
 OUTPUTS = ("{a}_results.csv", "{a}_training_curves.png", "{a}_loss_vs_params.png", "{a}_summary.txt",
@@ -14,8 +15,8 @@ OUTPUTS = ("{a}_results.csv", "{a}_training_curves.png", "{a}_loss_vs_params.png
 def scaling(workdir, data_dir, arch, sizes):
   return run_experiment(
       "scaling", f"--arch={arch}", f"--sizes={sizes}", "--preset=cpu", f"--workdir={workdir}",
-      f"--data_dir={data_dir}", "--tokens=16384", "--batch_size=8", "--set=block_size=64",
-      "--set=eval_every=8", "--set=log_every=4", "--set=width_scale=0.125", "--set=progress=false")
+      f"--data_dir={data_dir}", "--config.data.tokens=16384", "--config.data.batch_size=8",
+      "--config.eval.every=8", "--config.run.log_every=4", "--config.run.progress=false")
 
 
 def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path):
@@ -39,13 +40,13 @@ def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path)
   with open(work / "gpt" / "gpt_results.csv") as f:  # a rerun of one size keeps the others
     assert [r["size"] for r in csv.DictReader(f)] == ["tiny", "small"]
   # ... but only those of the same recipe and corpus.
-  saved = {s: TrainConfig.from_dict(json.loads((work / "gpt" / s / "config.json").read_text())["train"])
+  saved = {s: from_record(json.loads((work / "gpt" / s / "config.json").read_text()))
            for s in ("tiny", "small")}
   rows = sweep.finished_rows("gpt", ["tiny", "small", "xl"], saved.get, work)
   assert [r["size"] for r in rows] == ["tiny", "small"]
   other = build_tiny_corpus(tmp_path / "other", count=60, seed=3)
-  assert sweep.finished_rows("gpt", ["tiny"], lambda s: saved[s].replace(data_dir=str(other)), work) == []
-  assert sweep.finished_rows("gpt", ["tiny"], lambda s: saved[s].replace(lr=1.0), work) == []
+  assert sweep.finished_rows("gpt", ["tiny"], lambda s: override(saved[s], {"data.data_dir": str(other)}), work) == []
+  assert sweep.finished_rows("gpt", ["tiny"], lambda s: override(saved[s], {"opt.lr": 1.0}), work) == []
 
   scaling(work, data_dir, "lstm", "tiny,small")
   for name in ("compare_summary.txt", "compare_val_loss_vs_params.png",
@@ -68,9 +69,13 @@ def test_a_stopped_size_stops_the_sweep(tmp_path, monkeypatch):
   import signal
   from abcjax.train import loop
   data_dir = build_tiny_corpus(tmp_path, count=120)
-  cfg = TrainConfig(arch="gpt", data_dir=str(data_dir), block_size=32, batch_size=8,
-                    tokens=8 * 8 * 32, width_scale=1 / 6, eval_every=4, log_every=1,
-                    checkpoint_every=4, progress=False)
+  def config_for(size):
+    cfg = presets.make("cpu", "gpt", size, backend="cpu")
+    cfg = cfg.replace(model=cfg.model.replace(block_size=32))
+    return override(cfg, {"data.data_dir": str(data_dir), "data.batch_size": 8,
+                          "data.tokens": 8 * 8 * 32, "eval.every": 4, "run.log_every": 1,
+                          "run.checkpoint_every": 4, "run.progress": False})
+
   made = loop.step_lib.make_train_step
 
   def make_stopping_step(*args, **kwargs):
@@ -86,6 +91,6 @@ def test_a_stopped_size_stops_the_sweep(tmp_path, monkeypatch):
   monkeypatch.setattr(loop.step_lib, "make_train_step", make_stopping_step)
   work = tmp_path / "sweep"
   with pytest.raises(loop.RunStopped, match="SIGTERM stopped .*tiny at step 2 of 8"):
-    sweep.run_sweep("gpt", ["tiny", "small"], lambda s: cfg.replace(size=s), work, preset="cpu")
+    sweep.run_sweep("gpt", ["tiny", "small"], config_for, work)
   assert not (work / "gpt" / "small").exists()  # the next size never started
   assert not (work / "gpt" / "gpt_results.csv").exists()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from abcjax.train import loop
-from abcjax.train.config import TrainConfig
+from abcjax.train import presets
+from abcjax.train.config import Config, config_mismatch, override
 from tests.tiny_corpus import build_tiny_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -21,11 +22,24 @@ def data_dir(tmp_path_factory):
   return build_tiny_corpus(tmp_path_factory.mktemp("tiny"))
 
 
-def tiny_config(data_dir, arch="gpt", **changes) -> TrainConfig:
-  base = TrainConfig(arch=arch, size="tiny", data_dir=str(data_dir), block_size=32, batch_size=8,
-                     tokens=24 * 8 * 32, lr=3e-3, warmup_frac=0.1, width_scale=1 / 6 if arch == "gpt" else 0.25,
-                     eval_every=12, eval_batch_size=8, log_every=1, checkpoint_every=6, progress=False)
-  return base.replace(**changes)
+# Short names of the config paths these tests change.
+PATHS = {"lr": "opt.lr", "warmup_frac": "opt.warmup_frac", "grad_clip": "opt.grad_clip",
+         "tokens": "data.tokens", "epochs": "data.epochs", "batch_size": "data.batch_size",
+         "data_dir": "data.data_dir", "eval_every": "eval.every", "eval_batch_size": "eval.batch_size",
+         "seed": "run.seed", "log_every": "run.log_every", "checkpoint_every": "run.checkpoint_every"}
+
+
+def tiny_config(data_dir, arch="gpt", **changes) -> Config:
+  """The CPU preset's tiny size at 1/6 (GPT) or 1/4 (LSTM) width, 24 steps of 8 x 32 tokens;
+  `changes` by short name (PATHS) or as model fields."""
+  cfg = presets.make("cpu", arch, "tiny", backend="cpu")
+  width = {"gpt": 1 / 6}.get(arch, 0.25)
+  model = presets.registry.get_config(arch, "tiny", block_size=32).scale_width(width)
+  cfg = override(cfg.replace(model=model), {
+      "data.data_dir": str(data_dir), "data.batch_size": 8, "data.tokens": 24 * 8 * 32,
+      "opt.lr": 3e-3, "opt.warmup_frac": 0.1, "eval.every": 12, "eval.batch_size": 8,
+      "run.log_every": 1, "run.checkpoint_every": 6, "run.progress": False})
+  return override(cfg, {PATHS.get(k, f"model.{k}"): v for k, v in changes.items()})
 
 
 def read_losses(workdir):
@@ -150,7 +164,7 @@ def test_resume_on_a_corpus_with_another_vocabulary_is_refused(data_dir, tmp_pat
   vocab["token_to_id"]["~"] = len(vocab["id_to_token"]) - 1
   (other / "vocab.json").write_text(json.dumps(vocab))
   with pytest.raises(loop.ConfigMismatch, match=r"vocabulary \(\d+ tokens\) is not that of"):
-    loop.train(cfg.replace(data_dir=str(other)), tmp_path / "run")
+    loop.train(override(cfg, {"data.data_dir": str(other)}), tmp_path / "run")
   assert loop.train(cfg, tmp_path / "run")["finished"]  # the right corpus still resumes
 
 
@@ -175,22 +189,22 @@ def test_divergence_stops_with_last_good_checkpoint(data_dir, tmp_path, every):
   assert all(math.isfinite(l) for l in losses) and len(losses) == (step or 0) // every
 
 
-def test_attention_kernel_is_a_runtime_field():
-  from abcjax.train.config import config_mismatch
-  saved = TrainConfig().to_dict()
-  assert config_mismatch(saved, TrainConfig(attention="xla")) == {}
-  del saved["attention"]  # a run written before the field existed still resumes
-  assert config_mismatch(saved, TrainConfig()) == {}
-  with pytest.raises(ValueError, match="attention must be"):
-    TrainConfig(attention="flash").validate()
+def test_attention_kernel_is_a_runtime_field(data_dir):
+  cfg = tiny_config(data_dir)
+  saved = cfg.to_dict()
+  assert config_mismatch(saved, tiny_config(data_dir, attention="xla")) == {}
+  del saved["model"]["attention"]  # a run written before the field existed still resumes
+  assert config_mismatch(saved, cfg) == {}
+  with pytest.raises(ValueError, match="model.attention must be"):
+    tiny_config(data_dir, attention="flash")
 
 
 _DEVICES_SCRIPT = """
 import json, sys
 import jax
 from abcjax.train import loop
-from abcjax.train.config import TrainConfig
-cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+from abcjax.train.config import Config
+cfg = Config.from_dict(json.loads(sys.argv[1]))
 res = loop.train(cfg, sys.argv[2])
 print(json.dumps({"devices": jax.device_count(), "val": res["best_val_loss"]}))
 """
@@ -221,10 +235,10 @@ _PROCESS_SCRIPT = """
 import json, sys
 import jax
 from abcjax.train import distributed, loop
-from abcjax.train.config import TrainConfig
+from abcjax.train.config import Config
 cfg, workdir, address, pid, max_steps = sys.argv[1:]
 distributed.initialize("on", address, 2, int(pid))
-res = loop.train(TrainConfig.from_dict(json.loads(cfg)), workdir, max_steps=int(max_steps) or None)
+res = loop.train(Config.from_dict(json.loads(cfg)), workdir, max_steps=int(max_steps) or None)
 print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(),
                   "step": res.get("steps", res.get("step")), "val": res.get("best_val_loss")}))
 """
@@ -265,29 +279,30 @@ def test_two_processes_match_one_and_resume(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("change, field", [
-    (dict(lr=-1.0), "lr"), (dict(log_every=0), "log_every"), (dict(tokens=0), "tokens"),
-    (dict(epochs=float("nan")), "epochs"), (dict(eval_batch_size=0), "eval_batch_size"),
-    (dict(seed=-1), "seed"), (dict(dropout=1.0), "dropout"), (dict(size="huge"), "size"),
-    (dict(checkpoint_every=-1), "checkpoint_every"), (dict(n_layer=-2), "n_layer")])
+    (dict(lr=-1.0), "opt.lr"), (dict(log_every=0), "run.log_every"), (dict(tokens=0), "data.tokens"),
+    (dict(epochs=float("nan")), "data.epochs"), (dict(eval_batch_size=0), "eval.batch_size"),
+    (dict(seed=-1), "run.seed"), (dict(dropout=1.0), "model.dropout"),
+    (dict(checkpoint_every=-1), "run.checkpoint_every"), (dict(n_layer=-2), "model.n_layer")])
 def test_bad_config_values_are_refused_by_name(data_dir, tmp_path, change, field):
-  with pytest.raises(ValueError, match=rf"^{field}|'{change.get('size')}'"):
-    loop.train(tiny_config(data_dir, **change), tmp_path / "run")
+  if field.startswith("model."):  # a model config is checked when it is made
+    with pytest.raises(ValueError, match=rf"^{field} must be"):
+      tiny_config(data_dir, **change)
+    return
+  cfg = tiny_config(data_dir, **change)
+  with pytest.raises(ValueError, match=rf"^{field} must be"):
+    loop.train(cfg, tmp_path / "run")
   assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
 def test_custom_shape_trains_and_is_labelled_custom(data_dir, tmp_path):
-  cfg = tiny_config(data_dir, size="custom", n_layer=1, d_model=24, n_head=2, tokens=2 * 8 * 32)
-  res = loop.train(cfg, tmp_path)  # the width given is the width trained, whatever width_scale
+  cfg = tiny_config(data_dir, n_layer=1, d_model=24, n_head=2, tokens=2 * 8 * 32)
+  res = loop.train(cfg, tmp_path)  # the width given is the width trained
   assert (res["size"], res["n_layer"], res["d_model"], res["n_head"]) == ("custom", 1, 24, 2)
-  with pytest.raises(ValueError, match="n_head applies to the GPT only"):
-    tiny_config(data_dir, arch="lstm", n_head=4).validate()
-  # A config saved before the shape fields existed resumes as the table's shape.
+  with pytest.raises(ValueError, match="model has no field 'n_head' for the lstm family"):
+    tiny_config(data_dir, arch="lstm", n_head=4)
   saved = tiny_config(data_dir).to_dict()
-  for k in ("n_layer", "d_model", "n_head"):
-    del saved[k]
-  from abcjax.train.config import config_mismatch
   assert config_mismatch(saved, tiny_config(data_dir)) == {}
-  assert "n_layer" in config_mismatch(saved, tiny_config(data_dir, n_layer=4))
+  assert "model.n_layer" in config_mismatch(saved, tiny_config(data_dir, n_layer=4))
 
 
 def test_stop_signal_saves_and_raises_run_stopped(data_dir, tmp_path, monkeypatch):
@@ -366,7 +381,7 @@ def test_run_loads_without_its_corpus_and_keeps_its_record(data_dir, tmp_path, m
   record = json.loads((tmp_path / "run" / "config.json").read_text())
   assert record["data_dir"] == str(corpus_copy.resolve())
   # A finished run keeps its record when it is asked for again with another corpus folder.
-  loop.train(cfg.replace(data_dir=str(data_dir)), "run")
+  loop.train(override(cfg, {"data.data_dir": str(data_dir)}), "run")
   assert json.loads((tmp_path / "run" / "config.json").read_text()) == record
   shutil.rmtree(corpus_copy)  # the corpus moved away: the run's own vocab.json still loads it
   trained = loop.load_trained(tmp_path / "run", "best")

@@ -11,17 +11,94 @@ token (one (T//2)-token forward every T//2 steps).
 from __future__ import annotations
 
 import math
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from abcjax.models.configs import ModelConfig
+from abcjax import checks
+from abcjax.models import registry
+from abcjax.models.configs import CpuPreset, ModelConfig
 from abcjax.models.layers import dense_dot_general, embed
 
 Params = Any
 DecodeState = dict[str, Any]
+
+# Attention kernels, all the same function: "xla" (einsum + mask over the whole L x L square, any
+# device and dtype), "blocked" (einsums over the lower staircase of tiles only: a quarter less
+# attention work at L = 256; the CPU default), "cudnn" (fused flash attention: NVIDIA GPUs,
+# bfloat16, head width up to 128), "auto" (cudnn on NVIDIA GPUs in bfloat16, blocked on CPU, else
+# xla).
+ATTENTION_IMPLS = ("auto", "xla", "blocked", "cudnn")
+
+
+def _shape(n_layer: int, n_head: int, d_model: int) -> dict[str, int]:
+  return {"n_layer": n_layer, "n_head": n_head, "d_model": d_model}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GPTConfig(ModelConfig):
+  """A decoder-only Transformer.
+
+  Parameterisation (it reproduces table A's published counts for a 99-character vocabulary):
+  token embedding V*d (tied with the output head, no output bias), learned positions block*d;
+  per block: LayerNorm 2d, fused qkv 3d^2 and output projection d^2 (no attention biases),
+  LayerNorm 2d, MLP d->4d->d with biases (8d^2 + 5d); final LayerNorm 2d.
+  N = V*d + block*d + L*(12d^2 + 9d) + 2d, e.g. table A xl 100,067,136 (published 100.07M).
+  """
+
+  arch: ClassVar[str] = "gpt"
+  SIZES: ClassVar[dict[str, dict[str, dict[str, int]]]] = {
+      "A": {"tiny": _shape(2, 6, 192), "small": _shape(6, 8, 256), "medium": _shape(8, 8, 448),
+            "large": _shape(10, 8, 640), "xl": _shape(12, 8, 832)},
+      "B": {"tiny": _shape(3, 3, 192),     # published: 3 layers, 3 heads, ~1.4M
+            "small": _shape(6, 4, 256),    # chosen: 4.82M (TABLE_B_CHOICES)
+            "medium": _shape(6, 7, 448),   # chosen: 14.63M
+            "large": _shape(8, 12, 720),   # published: 8 layers, 12 heads, ~50M
+            "xl": _shape(12, 12, 864)},    # published: 12 layers, 12 heads, ~107M
+  }
+  PUBLISHED_PARAMS: ClassVar[dict[str, dict[str, float]]] = {
+      "A": {"tiny": 0.96e6, "small": 4.82e6, "medium": 19.46e6, "large": 49.44e6, "xl": 100.07e6},
+      "B": {"tiny": 1.4e6, "large": 50e6, "xl": 107e6},
+  }
+  # Widths / 8 and context 64 on a CPU (abcjax.train.presets); smaller widths take higher rates
+  # (optimal AdamW rates fall roughly as 1/width).
+  CPU: ClassVar[CpuPreset] = CpuPreset(
+      width_scale=0.125,
+      lr={"tiny": 6e-3, "small": 5e-3, "medium": 3.5e-3, "large": 2.5e-3, "xl": 2e-3},
+      best_model={"data.tokens": 1_600_000, "data.epochs": 3.0, "eval.every": 200,
+                  "run.checkpoint_every": 200, "run.log_every": 20})
+
+  n_head: int = 1            # attention heads; they divide d_model
+  attention: str = "auto"    # attention kernel, one of ATTENTION_IMPLS (the same function)
+
+  def validate(self) -> None:
+    super().validate()
+    checks.require([
+        ("n_head", self.n_head > 0 and self.d_model % self.n_head == 0,
+         f"a positive divisor of d_model={self.d_model}", self.n_head),
+        ("attention", self.attention in ATTENTION_IMPLS, f"one of {list(ATTENTION_IMPLS)}",
+         self.attention),
+    ], prefix="model.")
+
+  def width_unit(self) -> int:
+    return self.n_head  # widths stay divisible by the head count
+
+  def num_embedding_params(self) -> int:
+    return (self.vocab_size + self.block_size) * self.d_model
+
+  def num_non_embedding_params(self) -> int:
+    d = self.d_model
+    per_block = 12 * d * d + 9 * d  # qkv 3d^2 + proj d^2 + mlp 8d^2 + mlp biases 5d + 2 LN 4d
+    return self.n_layer * per_block + 2 * d
+
+  def flops_per_token(self) -> float:
+    """The base count plus attention: 2 * n_layer * block * d forward (QK^T and AV averaged over
+    causal positions: Kaplan's 2*n_layer*n_ctx*d_attn; PaLM's 12*L*d*T training term counts the
+    full square instead), times 3 for training."""
+    return super().flops_per_token() + float(3 * 2 * self.n_layer * self.block_size * self.d_model)
 
 
 def cudnn_attention_applies(dtype: str, head_dim: int) -> bool:
@@ -32,7 +109,7 @@ def cudnn_attention_applies(dtype: str, head_dim: int) -> bool:
   return jax.default_backend() == "gpu" and dtype in ("bfloat16", "float16") and head_dim <= 128
 
 
-def attention_impl(config: ModelConfig) -> str:
+def attention_impl(config: GPTConfig) -> str:
   """The kernel `config.attention` resolves to on this backend: "xla", "blocked" or "cudnn"."""
   head_dim = config.d_model // max(config.n_head, 1)
   if config.attention == "auto":
@@ -102,7 +179,7 @@ def blocked_causal_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxH
 
 
 class CausalSelfAttention(nn.Module):
-  config: ModelConfig
+  config: GPTConfig
 
   def setup(self):
     cfg = self.config
@@ -152,7 +229,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-  config: ModelConfig
+  config: GPTConfig
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -173,7 +250,7 @@ def _layer_norm(dtype: jnp.dtype, name: str) -> nn.LayerNorm:
 
 
 class Block(nn.Module):
-  config: ModelConfig
+  config: GPTConfig
 
   def setup(self):
     dtype = jnp.dtype(self.config.dtype)
@@ -194,7 +271,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-  config: ModelConfig
+  config: GPTConfig
 
   def setup(self):
     cfg = self.config
@@ -239,7 +316,7 @@ class GPT(nn.Module):
     return self._head(x), tuple(new_ks), tuple(new_vs)
 
 
-def init_decode_state(config: ModelConfig, batch_size: int, max_len: int) -> DecodeState:
+def init_decode_state(config: GPTConfig, batch_size: int, max_len: int) -> DecodeState:
   """Empty key/value cache of min(max_len, block_size) positions, plus the tokens it holds."""
   cache_len = min(max_len, config.block_size)
   head_dim = config.d_model // config.n_head
@@ -280,3 +357,6 @@ def decode_step(module: GPT, params: Params, state: DecodeState,
                                     method=GPT.decode)
   tokens = jax.lax.dynamic_update_slice(state["tokens"], token_B[:, None], (0, pos))
   return logits_BxV, {"k": ks, "v": vs, "tokens": tokens, "pos": pos + 1}
+
+
+registry.register(GPTConfig, GPT, init_decode_state=init_decode_state, decode_step=decode_step)

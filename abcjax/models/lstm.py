@@ -15,17 +15,61 @@ Decoding carries (c, h) per layer: one scan step per token, no limit on length.
 from __future__ import annotations
 
 import math
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from abcjax.models.configs import ModelConfig
+from abcjax.models import registry
+from abcjax.models.configs import CpuPreset, RecurrentConfig
 from abcjax.models.layers import dense_dot_general, embed, single_cpu_device
 
 Params = Any
 DecodeState = dict[str, Any]
+
+
+def _shape(n_layer: int, d_model: int) -> dict[str, int]:
+  return {"n_layer": n_layer, "d_model": d_model}
+
+
+# Table A (exact) and table B (large published, the others chosen: configs.TABLE_B_CHOICES).
+RECURRENT_SIZES = {
+    "A": {"tiny": _shape(1, 128), "small": _shape(2, 256), "medium": _shape(2, 384),
+          "large": _shape(3, 512)},
+    "B": {"tiny": _shape(2, 288), "small": _shape(3, 416), "medium": _shape(4, 640),
+          "large": _shape(5, 1024)},
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LSTMConfig(RecurrentConfig):
+  """A stack of LSTM layers.
+
+  Parameterisation: token embedding V*d (tied head, no output bias); per layer PyTorch-style
+  W_ih 4d^2, W_hh 4d^2 and two bias vectors b_ih, b_hh (8d); final LayerNorm 2d.
+  N = V*d + L*(8d^2 + 8d) + 2d, which equals every published table-A count exactly.
+  """
+
+  arch: ClassVar[str] = "lstm"
+  GATES: ClassVar[int] = 4
+  SIZES: ClassVar[dict[str, dict[str, dict[str, int]]]] = RECURRENT_SIZES
+  PUBLISHED_PARAMS: ClassVar[dict[str, dict[str, float]]] = {
+      "A": {"tiny": 145_024, "small": 1_078_528, "medium": 2_404_224, "large": 6_355_456},
+      "B": {"large": 42.2e6},
+  }
+  # The LSTM table is 4-16x smaller than the GPT table to begin with, so its widths shrink less.
+  # The best model trains on windows of 512 characters (batch 32, the same 16K tokens a step): an
+  # LSTM costs the same per token at any window length, and 512 holds a whole tune from its header
+  # (95% of tunes are shorter than 531 characters) as sampling does.
+  CPU: ClassVar[CpuPreset] = CpuPreset(
+      width_scale=0.25,
+      lr={"tiny": 6e-3, "small": 5e-3, "medium": 4e-3, "large": 3e-3},
+      best_model={"data.tokens": 4_000_000, "data.epochs": 8.0, "model.block_size": 512,
+                  "data.batch_size": 32, "eval.every": 100, "run.checkpoint_every": 100,
+                  "run.log_every": 20},
+      best_lr={"large": 4e-3})
 
 
 class LSTMRecurrence(nn.Module):
@@ -111,7 +155,7 @@ def _hh_bias_init(key, shape, dtype=jnp.float32):
 
 
 class LSTMLayer(nn.Module):
-  config: ModelConfig
+  config: LSTMConfig
 
   def setup(self):
     cfg = self.config
@@ -121,7 +165,7 @@ class LSTMLayer(nn.Module):
                        dot_general=dense_dot_general())
     self.hh_bias = self.param("hh_bias", _hh_bias_init, (4 * d,))
     scan = nn.scan(LSTMRecurrence, variable_broadcast="params", split_rngs={"params": False},
-                   in_axes=0, out_axes=0, unroll=cfg.lstm_unroll)
+                   in_axes=0, out_axes=0, unroll=cfg.unroll)
     self.hh = scan(hidden=d, dtype=dtype)
 
   def project(self, x: jax.Array) -> jax.Array:
@@ -136,7 +180,7 @@ class LSTMLayer(nn.Module):
 
 
 class LSTM(nn.Module):
-  config: ModelConfig
+  config: LSTMConfig
 
   def setup(self):
     cfg = self.config
@@ -186,13 +230,13 @@ class LSTM(nn.Module):
     return self._head(x_1xBxD[0], "bd,vd->bv"), tuple(cs), tuple(hs)
 
 
-def zero_carry(config: ModelConfig, batch_size: int) -> DecodeState:
+def zero_carry(config: LSTMConfig, batch_size: int) -> DecodeState:
   d, n = config.d_model, config.n_layer
   return {"c": tuple(jnp.zeros((batch_size, d), jnp.float32) for _ in range(n)),
           "h": tuple(jnp.zeros((batch_size, d), jnp.dtype(config.dtype)) for _ in range(n))}
 
 
-def init_decode_state(config: ModelConfig, batch_size: int, max_len: int) -> DecodeState:
+def init_decode_state(config: LSTMConfig, batch_size: int, max_len: int) -> DecodeState:
   del max_len  # the carried state has no length limit
   return zero_carry(config, batch_size)
 
@@ -202,3 +246,6 @@ def decode_step(module: LSTM, params: Params, state: DecodeState,
   logits_BxV, cs, hs = module.apply({"params": params}, token_B.astype(jnp.int32), state["c"],
                                     state["h"], method=LSTM.decode)
   return logits_BxV, {"c": cs, "h": hs}
+
+
+registry.register(LSTMConfig, LSTM, init_decode_state=init_decode_state, decode_step=decode_step)

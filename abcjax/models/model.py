@@ -7,16 +7,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from abcjax.models import gpt, lstm
+from abcjax.models import registry
 from abcjax.models.configs import ModelConfig
 
 Params = Any
 DecodeState = Any
-
-_FAMILIES = {
-    "gpt": (gpt.GPT, gpt.init_decode_state, gpt.decode_step),
-    "lstm": (lstm.LSTM, lstm.init_decode_state, lstm.decode_step),
-}
 
 
 class LanguageModel:
@@ -27,11 +22,13 @@ class LanguageModel:
   """
 
   def __init__(self, config: ModelConfig):
-    if config.arch not in _FAMILIES:
-      raise ValueError(f"unknown arch {config.arch!r}; valid: {list(_FAMILIES)}")
+    if config.vocab_size < 1:
+      raise ValueError(f"a model needs its vocabulary size (vocab_size={config.vocab_size}): "
+                       "set it from the corpus, config.replace(vocab_size=len(vocab))")
     self.config = config
-    module_cls, self._init_decode_state, self._decode_step = _FAMILIES[config.arch]
-    self.module = module_cls(config)
+    family = registry.family(config.arch)
+    self._init_decode_state, self._decode_step = family.init_decode_state, family.decode_step
+    self.module = family.module_cls(config)
     self._jit_init = jax.jit(self._init)
 
   def __eq__(self, other: object) -> bool:

@@ -17,7 +17,7 @@ from abcjax.scaling.fit import PowerLaw, SaturatingPowerLaw, fit_power_law, fit_
 RESULT_COLUMNS = ("size", "params", "non_embedding_params", "tokens", "final_train_loss",
                   "best_val_loss", "test_loss", "bits_per_char", "wall_time_s", "tokens_per_s",
                   "peak_memory_bytes", "mfu")
-COLORS = {"gpt": "tab:blue", "lstm": "tab:orange"}
+COLORS = {"gpt": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
 
 
 def result_row(results: dict[str, Any]) -> dict[str, Any]:

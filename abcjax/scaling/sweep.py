@@ -10,10 +10,10 @@ import jax
 from absl import logging
 
 from abcjax.data import corpus
-from abcjax.models import size_names
+from abcjax.models import config_class
 from abcjax.scaling import report
 from abcjax.train import loop
-from abcjax.train.config import TrainConfig, config_mismatch
+from abcjax.train.config import Config, config_mismatch, from_record
 from abcjax.train.metrics import read_metrics
 
 
@@ -21,8 +21,8 @@ def run_dir(workdir: str | pathlib.Path, arch: str, size: str) -> pathlib.Path:
   return pathlib.Path(workdir) / arch / size
 
 
-def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], TrainConfig],
-              workdir: str | pathlib.Path, *, preset: str) -> list[dict[str, Any]]:
+def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Config],
+              workdir: str | pathlib.Path) -> list[dict[str, Any]]:
   """Trains every size (finished ones are skipped, partial ones resume); writes the outputs.
 
   The outputs cover every finished size of the family in workdir trained with this sweep's
@@ -40,18 +40,19 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Train
     else:
       print(f"[{arch} {size}] training in {path}", flush=True)
     loop.train(cfg, path)
-  table = config_for(sizes[0]).table
-  rows = finished_rows(arch, size_names(arch, table), config_for, workdir)
+  first = config_for(sizes[0])
+  table, preset = first.model.table, first.run.preset
+  rows = finished_rows(arch, config_class(arch).size_names(table), config_for, workdir)
   if not rows:
     print(f"[{arch}] no finished size with this recipe in {workdir}: nothing to fit or plot",
           flush=True)
   elif jax.process_index() == 0:
-    corpus_dir = corpus.ensure_corpus(config_for(sizes[0]).data_dir).resolve()
+    corpus_dir = corpus.ensure_corpus(first.data.data_dir).resolve()
     write_outputs(arch, rows, workdir, table=table, preset=preset, corpus_dir=corpus_dir)
   return rows
 
 
-def finished_rows(arch: str, sizes: Sequence[str], config_for: Callable[[str], TrainConfig],
+def finished_rows(arch: str, sizes: Sequence[str], config_for: Callable[[str], Config],
                   workdir: str | pathlib.Path) -> list[dict[str, Any]]:
   """Result rows of the finished runs among `sizes` whose config is the one config_for gives,
   trained on the same corpus folder."""
@@ -62,8 +63,8 @@ def finished_rows(arch: str, sizes: Sequence[str], config_for: Callable[[str], T
       continue
     saved = json.loads((path / loop.CONFIG_FILE).read_text())
     cfg = config_for(size)
-    diff = sorted(config_mismatch(saved.get("train", {}), cfg))
-    data_dir = pathlib.Path(corpus.ensure_corpus(cfg.data_dir)).resolve()
+    diff = sorted(config_mismatch(from_record(saved).to_dict(), cfg))
+    data_dir = pathlib.Path(corpus.ensure_corpus(cfg.data.data_dir)).resolve()
     if saved.get("data_dir") and pathlib.Path(saved["data_dir"]).resolve() != data_dir:
       diff.append(f"corpus {saved['data_dir']}")
     if diff:

@@ -18,10 +18,9 @@ from jax.experimental import multihost_utils
 from abcjax import atomic, hostmem
 from abcjax.data import corpus, loader
 from abcjax.data.vocab import Vocab
-from abcjax.models.configs import ModelConfig, get_config
 from abcjax.models.model import build_model
 from abcjax.train import checkpoint, hardware, metrics, step as step_lib
-from abcjax.train.config import TrainConfig, config_mismatch, write_json
+from abcjax.train.config import Config, config_mismatch, from_record, write_json
 from abcjax.train.errors import ConfigMismatch, RunStopped, TrainingDiverged
 from abcjax.train.optimizer import make_optimizer
 
@@ -31,26 +30,12 @@ VOCAB_FILE = "vocab.json"
 NATS_TO_BITS = 1.0 / math.log(2.0)
 
 
-def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
-  """The model of a run: the size table's shape, its width scaled by cfg.width_scale, unless
-  cfg.d_model gives the width itself (a width given is the width trained)."""
-  mc = get_config(cfg.arch, cfg.size, vocab_size=vocab_size, table=cfg.table,
-                  block_size=cfg.block_size, dtype=cfg.dtype, dropout=cfg.dropout,
-                  attention=cfg.attention, **cfg.shape_overrides())
-  if cfg.width_scale != 1.0 and not cfg.d_model:
-    # GPT widths stay divisible by the head count; LSTM widths by 8.
-    unit = mc.n_head if cfg.arch == "gpt" else 8
-    width = max(unit, int(round(mc.d_model * cfg.width_scale / unit)) * unit)
-    mc = mc.replace(d_model=width)
-  return mc
-
-
-def check_workdir(workdir: pathlib.Path, cfg: TrainConfig) -> None:
+def check_workdir(workdir: pathlib.Path, cfg: Config) -> None:
   """Refuses a work folder written by another config, naming the fields that differ."""
   path = workdir / CONFIG_FILE
   if not path.exists():
     return
-  saved = json.loads(path.read_text()).get("train", {})
+  saved = from_record(json.loads(path.read_text())).to_dict()
   diff = config_mismatch(saved, cfg)
   if diff:
     lines = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diff.items())
@@ -114,25 +99,26 @@ class _StopRequest:
 class Trainer:
   """Everything one run needs, built once: data, model, optimizer, mesh, compiled steps."""
 
-  def __init__(self, cfg: TrainConfig, workdir: str | pathlib.Path):
+  def __init__(self, cfg: Config, workdir: str | pathlib.Path):
+    # Everything that can refuse the run is checked before the work folder is made.
     cfg.validate()
-    self.cfg = cfg
     self.workdir = pathlib.Path(workdir)
     if self.workdir.exists() and not self.workdir.is_dir():
       raise NotADirectoryError(f"work folder {self.workdir} is a file; pass a folder (--workdir)")
-    # Everything that can refuse the run is checked before the work folder is made.
-    model_config(cfg, 1)  # A size or shape that does not exist.
     check_workdir(self.workdir, cfg)
-    self.data_dir = corpus.ensure_corpus(cfg.data_dir).resolve()
+    self.data_dir = corpus.ensure_corpus(cfg.data.data_dir).resolve()
     self.vocab = corpus.load_vocab(self.data_dir)
     check_vocab(self.workdir, self.vocab, self.data_dir)
     self.train_tokens = corpus.load_split(self.data_dir, "train")  # memory-mapped
-    if len(self.train_tokens) < cfg.block_size + 1:
+    block = cfg.model.block_size
+    if len(self.train_tokens) < block + 1:
       raise ValueError(f"the train split of {self.data_dir} has {len(self.train_tokens)} tokens, "
-                       f"fewer than block_size + 1 = {cfg.block_size + 1}: build a bigger corpus "
-                       "or use a smaller block_size (--set block_size=...)")
+                       f"fewer than block_size + 1 = {block + 1}: build a bigger corpus "
+                       "or use a smaller block size (--config.model.block_size=...)")
     self.workdir.mkdir(parents=True, exist_ok=True)
-    self.model_cfg = model_config(cfg, len(self.vocab))
+    # The model's vocabulary is the corpus's.
+    self.cfg = cfg = cfg.replace(model=cfg.model.replace(vocab_size=len(self.vocab)))
+    self.model_cfg = cfg.model
     self.model = build_model(self.model_cfg)
     self.total_steps = cfg.total_steps
     # The study's 100M-token budget is ~23 passes over the embedded corpus: large models overfit
@@ -150,14 +136,13 @@ class Trainer:
             flush=True)
     # On CPU with the kept heap, one step at a time: the heap stays at one step's temporaries.
     self._pace_steps = hostmem.paces_steps()
-    self.tx = make_optimizer(cfg, self.total_steps)
+    self.tx = make_optimizer(cfg.opt, self.total_steps)
     self.mesh = step_lib.make_mesh()
-    if cfg.batch_size % jax.device_count():
-      raise ValueError(f"--batch_size={cfg.batch_size} must be divisible by the {jax.device_count()} devices")
-    if cfg.eval_batch_size % jax.device_count():
-      raise ValueError(f"eval_batch_size={cfg.eval_batch_size} must be divisible by the "
-                       f"{jax.device_count()} devices")
-    model_key, dropout_key = jax.random.split(jax.random.key(cfg.seed))
+    for path, batch in (("data.batch_size", cfg.data.batch_size),
+                        ("eval.batch_size", cfg.eval.batch_size)):
+      if batch % jax.device_count():
+        raise ValueError(f"{path}={batch} must be divisible by the {jax.device_count()} devices")
+    model_key, dropout_key = jax.random.split(jax.random.key(cfg.run.seed))
     self._model_key = model_key
     self.train_step = step_lib.make_train_step(self.model, self.tx, self.mesh, dropout_key)
     self.eval_step = step_lib.make_eval_step(self.model, self.mesh)
@@ -178,8 +163,7 @@ class Trainer:
   def describe(self) -> dict[str, Any]:
     mc = self.model_cfg
     return {
-        "train": self.cfg.to_dict(),
-        "model": mc.to_dict(),
+        "config": self.cfg.to_dict(),
         "size_table": mc.table,
         "num_params": mc.num_params(),
         "num_non_embedding_params": mc.num_non_embedding_params(),
@@ -202,12 +186,12 @@ class Trainer:
   def evaluate(self, params, split: str) -> dict[str, float]:
     """Mean loss over the whole split (or its first eval_max_tokens tokens), in nats and bits/char."""
     tokens = corpus.load_split(self.data_dir, split)
-    if self.cfg.eval_max_tokens:
-      tokens = tokens[: self.cfg.eval_max_tokens + 1]
+    if self.cfg.eval.max_tokens:
+      tokens = tokens[: self.cfg.eval.max_tokens + 1]
     total, count = 0.0, 0.0
     sums = []
     for batch, weights in loader.eval_batches(
-        tokens, block_size=self.cfg.block_size, batch_size=self.cfg.eval_batch_size,
+        tokens, block_size=self.cfg.model.block_size, batch_size=self.cfg.eval.batch_size,
         process_index=jax.process_index(), process_count=jax.process_count()):
       sums.append(self.eval_step(params, step_lib.global_batch(batch, self.mesh),
                                  step_lib.global_batch(weights, self.mesh)))
@@ -226,8 +210,8 @@ class Trainer:
   def _restore_or_init(self):
     """(state, progress, data iterator) from the latest checkpoint, or fresh ones."""
     it = loader.train_iterator(
-        self.train_tokens, block_size=self.cfg.block_size,
-        global_batch=self.cfg.batch_size, seed=self.cfg.seed,
+        self.train_tokens, block_size=self.cfg.model.block_size,
+        global_batch=self.cfg.data.batch_size, seed=self.cfg.run.seed,
         process_index=jax.process_index(), process_count=jax.process_count())
     if self.ckpt.latest_step() is None:
       state = step_lib.init_state(self.model, self.tx, self._model_key, self.mesh)
@@ -267,8 +251,8 @@ class Trainer:
     writer = (metrics.MetricsWriter(self.workdir, resume_step=start_step)
               if jax.process_index() == 0 else metrics.NullWriter())
     stop_at = self.total_steps if max_steps is None else min(self.total_steps, start_step + max_steps)
-    peak, peak_source = hardware.peak_flops_per_device(cfg.dtype)
-    bar = _progress_bar(cfg.progress and jax.process_index() == 0, start_step, self.total_steps)
+    peak, peak_source = hardware.peak_flops_per_device(cfg.model.dtype)
+    bar = _progress_bar(cfg.run.progress and jax.process_index() == 0, start_step, self.total_steps)
 
     interval_losses: list[float] = []
     interval_start = time.perf_counter()
@@ -308,9 +292,10 @@ class Trainer:
         interval_steps += 1
 
         boundary = step_no == stop_at or stop.requested
-        log_now = step_no % cfg.log_every == 0 or boundary
-        eval_now = (cfg.eval_every and step_no % cfg.eval_every == 0) or step_no == self.total_steps
-        ckpt_now = (cfg.checkpoint_every and step_no % cfg.checkpoint_every == 0) or boundary
+        log_now = step_no % cfg.run.log_every == 0 or boundary
+        eval_now = (cfg.eval.every and step_no % cfg.eval.every == 0) or step_no == self.total_steps
+        every = cfg.run.checkpoint_every
+        ckpt_now = (every and step_no % every == 0) or boundary
         if not (log_now or eval_now or ckpt_now):
           if bar is not None:
             bar.update(1)
@@ -385,8 +370,8 @@ class Trainer:
     peak_memory, memory_source = hardware.peak_memory_bytes()
     results = {
         "finished": True,
-        "arch": self.cfg.arch, "size": mc.size, "size_table": mc.table,
-        "n_layer": mc.n_layer, "n_head": mc.n_head, "d_model": mc.d_model,
+        "arch": mc.arch, "size": mc.size, "size_table": mc.table,
+        "n_layer": mc.n_layer, "n_head": getattr(mc, "n_head", 0), "d_model": mc.d_model,
         "params": mc.num_params(), "non_embedding_params": mc.num_non_embedding_params(),
         "tokens": tokens, "steps": progress["step"],
         "final_train_loss": progress["train_loss"],
@@ -412,7 +397,7 @@ def _progress_bar(enabled: bool, start: int, total: int):
   return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, smoothing=0.1)
 
 
-def train(cfg: TrainConfig, workdir: str | pathlib.Path, *, max_steps: int | None = None) -> dict[str, Any]:
+def train(cfg: Config, workdir: str | pathlib.Path, *, max_steps: int | None = None) -> dict[str, Any]:
   """Trains one run in workdir, resuming it if it was started before; returns its results."""
   trainer = Trainer(cfg, workdir)
   try:
@@ -429,7 +414,7 @@ class TrainedModel(NamedTuple):
   model: Any
   params: Any
   vocab: Any
-  config: TrainConfig
+  config: Config
   data_dir: pathlib.Path
   step: int
   progress: dict[str, Any]
@@ -453,8 +438,8 @@ def load_trained(workdir: str | pathlib.Path, which: str = "best",
         f"{workdir} holds no trained run ({CONFIG_FILE} missing); train one first, e.g. "
         "python -m experiments.best_model --workdir=...")
   saved = json.loads(config_path.read_text())
-  cfg = TrainConfig.from_dict(saved["train"])
-  trained_on = pathlib.Path(saved.get("data_dir") or corpus.ensure_corpus(cfg.data_dir))
+  cfg = from_record(saved)
+  trained_on = pathlib.Path(saved.get("data_dir") or corpus.ensure_corpus(cfg.data.data_dir))
   if data_dir is None:
     data_dir = trained_on
   else:
@@ -469,8 +454,9 @@ def load_trained(workdir: str | pathlib.Path, which: str = "best",
     raise FileNotFoundError(
         f"{workdir} has no copy of its vocabulary and its corpus {data_dir} is gone; pass the "
         "corpus it was trained on (data_dir=, or --data_dir)")
-  model = build_model(model_config(cfg, len(vocab)))
-  tx = make_optimizer(cfg, cfg.total_steps)
+  cfg = cfg.replace(model=cfg.model.replace(vocab_size=len(vocab)))
+  model = build_model(cfg.model)
+  tx = make_optimizer(cfg.opt, cfg.total_steps)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           step_lib.abstract_state(model, tx))

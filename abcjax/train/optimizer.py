@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 import optax
 
-from abcjax.train.config import TrainConfig
+from abcjax.train.config import OptimizerConfig
 
 
-def make_schedule(cfg: TrainConfig, total_steps: int) -> optax.Schedule:
+def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
   """Linear warmup from 0 to cfg.lr, then cosine (or linear) decay to cfg.lr * cfg.min_lr_ratio."""
   warmup = int(cfg.warmup_frac * total_steps)
   decay_steps = max(1, total_steps - warmup)
@@ -29,7 +29,7 @@ def decay_mask(params):
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
   """Clip by global norm, then AdamW; the learning rate is readable from the state for logging."""
 
   def adamw(learning_rate):
@@ -41,7 +41,3 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
 
   return optax.inject_hyperparams(adamw)(learning_rate=make_schedule(cfg, total_steps))
 
-
-def current_lr(opt_state) -> jax.Array:
-  """The learning rate the last update used, as injected by optax.inject_hyperparams."""
-  return opt_state.hyperparams["learning_rate"]
