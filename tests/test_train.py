@@ -75,27 +75,46 @@ def test_resume_is_bit_for_bit(data_dir, tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   # The optimizer state too: the latest checkpoints of both runs hold identical states.
   trainer_a, trainer_b = loop.Trainer(cfg, tmp_path / "straight"), loop.Trainer(cfg, tmp_path / "resumed")
-  sa = trainer_a.ckpt.restore("latest", trainer_a.abstract_state)[0]
-  sb = trainer_b.ckpt.restore("latest", trainer_b.abstract_state)[0]
+  sa = trainer_a.ckpt.restore(trainer_a.abstract_state)[0]
+  sb = trainer_b.ckpt.restore(trainer_b.abstract_state)[0]
   for x, y in zip(jax.tree.leaves(sa.opt_state), jax.tree.leaves(sb.opt_state)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   trainer_a.ckpt.close()
   trainer_b.ckpt.close()
 
 
-def test_resume_after_a_kill_between_checkpoints(data_dir, tmp_path):
-  """Killed (no chance to save) after a best checkpoint newer than 'latest', and again after the
-  final checkpoint: each rerun resumes, re-saves those steps, and ends as an unbroken run."""
-  import shutil
+class Killed(Exception):
+  """A kill: the run stops where it is, with no checkpoint of its own."""
+
+
+def test_resume_after_a_kill_between_checkpoints(data_dir, tmp_path, monkeypatch):
+  """Killed right after the step saved for its evaluation (a new best), and again during the
+  final test evaluation: each rerun resumes from the newest step and ends as an unbroken run."""
   cfg = tiny_config(data_dir, eval_every=4, checkpoint_every=8)
   straight = loop.train(cfg, tmp_path / "straight")
-  loop.train(cfg, tmp_path / "killed", max_steps=12)
-  trainer = loop.Trainer(cfg, tmp_path / "killed")
-  assert (trainer.ckpt.latest_step(), trainer.ckpt.latest_step("best")) == (12, 12)
-  trainer.ckpt.close()
-  shutil.rmtree(tmp_path / "killed" / "checkpoints" / "latest" / "12")  # the kill came first
-  paused = loop.train(cfg, tmp_path / "killed", max_steps=2)  # resumed at 8, stopped at 10
-  assert (paused["best_step"], paused["step"]) == (12, 10)  # the saved best at 12 is kept
+  assert loop.load_trained(tmp_path / "straight", "best").step == straight["best_step"]
+  made = loop.step_lib.make_train_step
+
+  def make_killed_step(*args, **kwargs):
+    step, calls = made(*args, **kwargs), []
+
+    def killed_step(state, batch):
+      calls.append(1)
+      if len(calls) == 14:
+        raise Killed
+      return step(state, batch)
+    return killed_step
+
+  monkeypatch.setattr(loop.step_lib, "make_train_step", make_killed_step)
+  with pytest.raises(Killed):
+    loop.train(cfg, tmp_path / "killed")
+  monkeypatch.undo()
+  best = loop.load_trained(tmp_path / "killed", "best")
+  assert (best.step, best.progress["best_step"]) == (12, 12)  # saved for its evaluation alone
+  with pytest.raises(FileNotFoundError, match="no 'final' checkpoint yet"):
+    loop.load_trained(tmp_path / "killed", "final")
+  paused = loop.train(cfg, tmp_path / "killed", max_steps=2)  # resumed at 12, stopped at 14
+  assert (paused["best_step"], paused["step"]) == (12, 14)
   resumed = loop.train(cfg, tmp_path / "killed")
   assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "killed")
   (tmp_path / "killed" / "results.json").unlink()  # killed during the final test evaluation
@@ -103,22 +122,11 @@ def test_resume_after_a_kill_between_checkpoints(data_dir, tmp_path):
   for results in (resumed, again):
     for key in ("steps", "best_step", "best_val_loss", "test_loss", "final_test_loss"):
       assert results[key] == straight[key], key
-
-
-def test_checkpoint_keeps_the_progress_of_its_own_step(tmp_path):
-  """Saves finish in the background while the loop updates its progress dict in place."""
-  from abcjax.train import checkpoint
-  ckpt = checkpoint.Checkpoints(tmp_path)
-  state = {"w": jax.numpy.arange(1024.0)}
-  progress, data = {"step": 8, "train_loss": 3.0}, {"next_index": 8}
-  ckpt.save("latest", 8, state, progress=progress, data_state=data)
-  progress.update(step=9, train_loss=2.0)  # what the loop does at its next sync
-  data["next_index"] = 9
-  ckpt.wait()
-  _, saved_progress, saved_data = ckpt.restore("latest", jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state), with_data=True)
-  ckpt.close()
-  assert saved_progress == {"step": 8, "train_loss": 3.0} and saved_data == {"next_index": 8}
+  for which in ("best", "final"):
+    a, b = (loop.load_trained(tmp_path / run, which) for run in ("straight", "killed"))
+    assert a.step == b.step
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_paced_steps_train_the_same_numbers(data_dir, tmp_path, monkeypatch):
@@ -182,7 +190,7 @@ def test_divergence_stops_with_last_good_checkpoint(data_dir, tmp_path, every):
   if every == 1:
     assert step is not None
   if step is not None:
-    state = trainer.ckpt.restore("latest", trainer.abstract_state)[0]
+    state = trainer.ckpt.restore(trainer.abstract_state)[0]
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
   trainer.ckpt.close()
   losses = read_losses(tmp_path) if (tmp_path / "metrics.jsonl").exists() else []
@@ -267,8 +275,8 @@ def run_two_processes(*args):
 
 
 def test_two_processes_match_one_and_resume(data_dir, tmp_path):
-  # The last step saves 'latest', 'best' and 'final' together: with two processes, orbax's
-  # barriers of the three kinds must not share names. The run stops at step 5 and resumes.
+  # Orbax's barriers synchronise both processes at every save, evaluation steps included, and
+  # at the deletion of steps it no longer keeps. The run stops at step 5 and resumes.
   cfg = json.dumps(tiny_config(data_dir).to_dict())
   one = run_script(_DEVICES_SCRIPT, cfg, str(tmp_path / "one"))
   first = run_two_processes(cfg, str(tmp_path / "two"), "5")

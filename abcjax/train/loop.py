@@ -158,7 +158,7 @@ class Trainer:
       atomic.replace(self.workdir / VOCAB_FILE, self.vocab.save)
 
   def finished(self) -> bool:
-    return (self.workdir / RESULTS_FILE).exists() and self.ckpt.latest_step("final") is not None
+    return (self.workdir / RESULTS_FILE).exists() and self.ckpt.latest_step() == self.total_steps
 
   def describe(self) -> dict[str, Any]:
     mc = self.model_cfg
@@ -218,20 +218,14 @@ class Trainer:
       progress = {"step": 0, "elapsed_s": 0.0, "best_val_loss": None, "best_step": None,
                   "train_loss": None}
       return state, progress, it
-    state, progress, data_state = self.ckpt.restore("latest", self.abstract_state, with_data=True)
+    state, progress, data_state = self.ckpt.restore(self.abstract_state, with_data=True)
     it.set_state(data_state)
-    best_step = self.ckpt.latest_step("best")
-    if best_step is not None and best_step > progress["step"]:
-      # Killed after saving a best checkpoint newer than 'latest' (which replaced the older best):
-      # that best is part of this run's trajectory, so the resumed run keeps it as its best.
-      best = self.ckpt.progress("best", best_step)
-      progress["best_val_loss"], progress["best_step"] = best["best_val_loss"], best["best_step"]
     logging.info("resumed %s at step %d", self.workdir, progress["step"])
     return state, progress, it
 
-  def _save(self, kind: str, state, progress, it=None) -> None:
-    self.ckpt.save(kind, progress["step"], state, progress=progress,
-                   data_state=it.get_state() if it is not None else None)
+  def _save(self, state, progress, it, val_loss: float | None = None) -> None:
+    self.ckpt.save(progress["step"], state, progress=progress, data_state=it.get_state(),
+                   val_loss=val_loss)
 
   def run(self, max_steps: int | None = None) -> dict[str, Any]:
     """Trains to the budget (or max_steps more steps, then checkpoints and returns).
@@ -325,14 +319,13 @@ class Trainer:
           record.update(val_loss=val["loss"], val_bpc=val["bpc"])
           if progress["best_val_loss"] is None or val["loss"] < progress["best_val_loss"]:
             progress["best_val_loss"], progress["best_step"] = val["loss"], step_no
-            self._save("best", state, progress)
         writer.write(record)
         if bar is not None:
           bar.update(1)
           bar.set_postfix(loss=f"{progress['train_loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}",
                           **({"val": f"{record['val_loss']:.3f}"} if eval_now else {}))
-        if ckpt_now:
-          self._save("latest", state, progress, it)
+        if ckpt_now or eval_now:  # An evaluated step is saved with its loss: it may be the best.
+          self._save(state, progress, it, val["loss"] if eval_now else None)
         interval_losses, interval_steps = [], 0
         interval_start = time.perf_counter()
         if stop.requested:
@@ -356,10 +349,9 @@ class Trainer:
     return hardware.mfu(tokens_per_s * self.model_cfg.flops_per_token(), peak_per_device)
 
   def _finish(self, state, progress, peak, peak_source) -> dict[str, Any]:
-    """Final checkpoint, test loss (final and best parameters), results.json."""
-    self._save("final", state, progress)
+    """Test loss (final and best parameters), results.json; the loop saved the last step."""
     final_test = self.evaluate(state.params, "test")
-    best_state, _, _ = self.ckpt.restore("best", self.abstract_state)
+    best_state, _, _ = self.ckpt.restore(self.abstract_state, step=self.ckpt.best_step())
     best_test = self.evaluate(best_state.params, "test")
     wall = progress["elapsed_s"]
     tokens = progress["step"] * self.cfg.tokens_per_step
@@ -430,8 +422,6 @@ def load_trained(workdir: str | pathlib.Path, which: str = "best",
   prompts and references; its vocabulary must be the run's.
   """
   workdir = pathlib.Path(workdir)
-  if which not in checkpoint.KINDS:
-    raise ValueError(f"checkpoint must be one of {checkpoint.KINDS}, got {which!r}")
   config_path = workdir / CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(
@@ -460,12 +450,5 @@ def load_trained(workdir: str | pathlib.Path, which: str = "best",
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           step_lib.abstract_state(model, tx))
-  ckpt = checkpoint.Checkpoints(workdir)
-  try:
-    if ckpt.latest_step(which) is None:
-      raise FileNotFoundError(f"{workdir} has no '{which}' checkpoint yet (steps saved: "
-                              f"{ {k: ckpt.latest_step(k) for k in checkpoint.KINDS} })")
-    state, progress, _ = ckpt.restore(which, abstract)
-  finally:
-    ckpt.close()
+  state, progress = checkpoint.load(workdir, which, abstract, final_step=cfg.total_steps)
   return TrainedModel(model, state.params, vocab, cfg, data_dir, int(progress["step"]), progress)
