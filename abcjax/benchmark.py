@@ -238,10 +238,16 @@ def corpus_throughput(*, source: str = "music21", input_dir: str | None = None,
 
 def torch_peer_command(python: str, script: str, config: ModelConfig, batch: int,
                        seconds: float) -> list[str]:
-  """The command line of the PyTorch reference (../shared/peer/torch_peer.py) for one shape."""
+  """The command line of the PyTorch reference (benchmarks/torch_reference.py) for one shape.
+
+  It also gets the optimizer settings TrainBench trains with (TrainConfig's defaults).
+  """
+  opt = TrainConfig()
   cmd = [python, script, "--arch", config.arch, "--layers", str(config.n_layer),
          "--d", str(config.d_model), "--vocab", str(config.vocab_size), "--batch", str(batch),
          "--block", str(config.block_size), "--seconds", str(seconds)]
+  for name in ("lr", "b1", "b2", "eps", "weight_decay", "grad_clip"):
+    cmd += [f"--{name}", repr(getattr(opt, name))]
   if config.arch == "gpt":
     cmd += ["--heads", str(config.n_head)]
   return cmd
