@@ -167,11 +167,6 @@ class TrainBench:
     }
 
 
-def train_throughput(config: ModelConfig, batch: int, seconds: float, seed: int = 0) -> dict[str, Any]:
-  """Tokens/s, step time, compile time, peak memory and MFU of the training step (AdamW)."""
-  return TrainBench(config, batch, seed).measure(seconds)
-
-
 def generation_throughput(config: ModelConfig, *, batch: int, new_tokens: int, use_cache: bool,
                           seconds: float, prompt_len: int = 1, seed: int = 0) -> dict[str, Any]:
   """Sampled tokens/s of `abcjax.models.generate`, with the cache or by full forward passes.
