@@ -165,11 +165,6 @@ class TrainBench:
     }
 
 
-def train_throughput(config: ModelConfig, batch: int, seconds: float, seed: int = 0) -> dict[str, Any]:
-  """Tokens/s, step time, compile time, peak memory and MFU of the training step (AdamW)."""
-  return TrainBench(config, batch, seed).measure(seconds)
-
-
 def generation_throughput(config: ModelConfig, *, batch: int, new_tokens: int, use_cache: bool,
                           seconds: float, prompt_len: int = 1, seed: int = 0) -> dict[str, Any]:
   """Sampled tokens/s of `abcjax.models.generate`, with the cache or by full forward passes.
@@ -236,10 +231,16 @@ def corpus_throughput(*, source: str = "music21", input_dir: str | None = None,
 
 def torch_peer_command(python: str, script: str, config: ModelConfig, batch: int,
                        seconds: float) -> list[str]:
-  """The command line of the PyTorch reference (../shared/peer/torch_peer.py) for one shape."""
+  """The command line of the PyTorch reference (benchmarks/torch_reference.py) for one shape.
+
+  It also gets the optimizer settings TrainBench trains with (TrainConfig's defaults).
+  """
+  opt = TrainConfig()
   cmd = [python, script, "--arch", config.arch, "--layers", str(config.n_layer),
          "--d", str(config.d_model), "--vocab", str(config.vocab_size), "--batch", str(batch),
          "--block", str(config.block_size), "--seconds", str(seconds)]
+  for name in ("lr", "b1", "b2", "eps", "weight_decay", "grad_clip"):
+    cmd += [f"--{name}", repr(getattr(opt, name))]
   if config.arch == "gpt":
     cmd += ["--heads", str(config.n_head)]
   return cmd

@@ -8,9 +8,9 @@ The issue's shapes: GPT tiny of table B (3 layers, 3 heads, 192) and LSTM small 
       --torch_python=/tmp/torch-venv/bin/python
   python -m experiments.benchmark --archs=lstm --sizes=A:small --what=train \
       --torch_python=/tmp/torch-venv/bin/python
-With --torch_python the PyTorch reference (--torch_peer) runs in a subprocess with the same shapes,
-alternating with our measurement --rounds times, and the line gains torch_tokens_per_s and
-ratio_vs_torch (medians).
+With --torch_python the PyTorch reference (--torch_reference, by default this repository's
+benchmarks/torch_reference.py) runs in a subprocess with the same shapes, alternating with our
+measurement --rounds times, and the line gains torch_tokens_per_s and ratio_vs_torch (medians).
 Each train line also says how clean the timing was: warmup_steps/warmup_s (untimed steps run until
 the heap stopped growing), page_faults_per_step (memory touched for the first time while timed) and
 cpu_steal (share of CPU time the hypervisor gave elsewhere during the timed steps); the top-level
@@ -27,6 +27,7 @@ hostmem.reexec_with_tuned_malloc(__name__, __file__)
 
 import json
 import pathlib
+import shutil
 
 from absl import app, flags
 
@@ -62,8 +63,11 @@ _CORPUS_INPUT_DIR = flags.DEFINE_string("corpus_input_dir", None, "Input folder 
 _CORPUS_MAX_FILES = flags.DEFINE_integer("corpus_max_files", None, "Use only the first N files.")
 _TORCH_PYTHON = flags.DEFINE_string("torch_python", None, "A python with torch: also run the "
                                     "PyTorch reference side by side (float32 train only).")
-_TORCH_PEER = flags.DEFINE_string("torch_peer", "../shared/peer/torch_peer.py",
-                                  "The reference script; a relative path is taken from the repo root.")
+_TORCH_REFERENCE = flags.DEFINE_string(
+    "torch_reference", "benchmarks/torch_reference.py",
+    "The PyTorch reference script, run by --torch_python; a relative path is taken from the "
+    "repository root, not the current directory.")
+flags.DEFINE_alias("torch_peer", "torch_reference")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "OMP_NUM_THREADS for the peer (0: its default).")
 _TORCH_TUNED_MALLOC = flags.DEFINE_bool(
     "torch_tuned_malloc", False, "Give the peer abcjax's allocator settings (abcjax/hostmem.py) "
@@ -102,8 +106,20 @@ def _emit(line: dict) -> None:
 
 
 def _peer_path() -> str:
-  path = pathlib.Path(_TORCH_PEER.value)
+  path = pathlib.Path(_TORCH_REFERENCE.value).expanduser()
   return str(path if path.is_absolute() else (_REPO / path).resolve())
+
+
+def _check_torch_reference() -> None:
+  """Fails before any measurement, naming the flag, when the reference cannot be run."""
+  if not _TORCH_PYTHON.value:
+    return
+  if shutil.which(_TORCH_PYTHON.value) is None:
+    raise app.UsageError(f"--torch_python={_TORCH_PYTHON.value}: no such executable (give a "
+                         "python that has torch)")
+  if not pathlib.Path(_peer_path()).is_file():
+    raise app.UsageError(f"--torch_reference={_TORCH_REFERENCE.value}: no such file "
+                         f"{_peer_path()} (a relative path is taken from {_REPO})")
 
 
 def _train(config) -> None:
@@ -150,6 +166,7 @@ def main(argv):
       (_TORCH_THREADS, _TORCH_THREADS.value >= 0, "0 (its default) or more")):
     if not ok:
       raise app.UsageError(f"--{flag.name}={flag.value}: must be {allowed}")
+  _check_torch_reference()
   from abcjax import benchmark
   for config in _configs():
     if "train" in _WHAT.value:
