@@ -184,7 +184,8 @@ def generation_throughput(config: ModelConfig, *, batch: int, new_tokens: int, u
   call_s = statistics.median(times)
   return {"what": "generate", "impl": "abcjax", "arch": config.arch, "size": config.size,
           "table": config.table, "n_layer": config.n_layer, "d_model": config.d_model,
-          "n_head": config.n_head, "dtype": config.dtype, "batch": batch, "prompt_len": prompt_len,
+          "n_head": getattr(config, "n_head", 0), "dtype": config.dtype, "batch": batch,
+          "prompt_len": prompt_len,
           "new_tokens": new_tokens, "use_cache": use_cache, "calls": len(times), "call_s": call_s,
           "tokens_per_s": batch * new_tokens / call_s, "compile_s": max(first_call_s - call_s, 0.0),
           **machine()}
@@ -233,9 +234,9 @@ def torch_peer_command(python: str, script: str, config: ModelConfig, batch: int
                        seconds: float) -> list[str]:
   """The command line of the PyTorch reference (benchmarks/torch_reference.py) for one shape.
 
-  It also gets the optimizer settings TrainBench trains with (TrainConfig's defaults).
+  It also gets the optimizer settings TrainBench trains with (OptimizerConfig's defaults).
   """
-  opt = TrainConfig()
+  opt = OptimizerConfig()
   cmd = [python, script, "--arch", config.arch, "--layers", str(config.n_layer),
          "--d", str(config.d_model), "--vocab", str(config.vocab_size), "--batch", str(batch),
          "--block", str(config.block_size), "--seconds", str(seconds)]
