@@ -20,10 +20,10 @@ run, its start-up included).
 
 from __future__ import annotations
 
-# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
-from abcjax import hostmem
+# First, before jax loads: CPU tuning is on here; restart once with its allocator settings.
+from abcjax import cpu_tuning
 
-hostmem.reexec_with_tuned_malloc(__name__, __file__)
+cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)
 
 import json
 import pathlib
@@ -66,7 +66,7 @@ _TORCH_PEER = flags.DEFINE_string("torch_peer", "../shared/peer/torch_peer.py",
                                   "The reference script; a relative path is taken from the repo root.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "OMP_NUM_THREADS for the peer (0: its default).")
 _TORCH_TUNED_MALLOC = flags.DEFINE_bool(
-    "torch_tuned_malloc", False, "Give the peer abcjax's allocator settings (abcjax/hostmem.py) "
+    "torch_tuned_malloc", False, "Give the peer abcjax's allocator settings (abcjax/cpu_tuning.py) "
     "instead of glibc's defaults.")
 _OUT = flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
 
@@ -76,7 +76,7 @@ def _configs():
   custom = _N_LAYER.value is not None or _D_MODEL.value is not None
   for arch in _ARCHS.value:
     common = dict(vocab_size=_VOCAB.value, block_size=_BLOCK.value, dtype=_DTYPE.value,
-                  attention=_ATTENTION.value)
+                  attention=_ATTENTION.value, cpu_backward=cpu_tuning.cpu_backward())
     if custom:
       if _N_LAYER.value is None or _D_MODEL.value is None:
         raise app.UsageError("a custom shape needs both --n_layer and --d_model")
@@ -105,7 +105,7 @@ def _peer_path() -> str:
 
 def _train(config) -> None:
   from abcjax import benchmark
-  bench = benchmark.TrainBench(config, _BATCH.value)
+  bench = benchmark.TrainBench(config, _BATCH.value, after_step=cpu_tuning.pacing())
   if not _TORCH_PYTHON.value or config.dtype != "float32":
     _emit(bench.measure(_SECONDS.value))
     return

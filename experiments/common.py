@@ -2,6 +2,7 @@
 
 from absl import flags
 
+from abcjax import cpu_tuning
 from abcjax.train import distributed
 from abcjax.train.config import TrainConfig, apply_overrides
 
@@ -50,7 +51,7 @@ def start_distributed() -> None:
 
 
 def finish_config(cfg: TrainConfig, owned: dict[str, str] | None = None) -> TrainConfig:
-  """Applies the shared flags on top of a preset's config.
+  """Applies the shared flags, and the CPU tuning's backward passes, on top of a preset's config.
 
   owned: TrainConfig fields that the entry point sets itself, each with the flag that does
   (`--set size=xl` in a sweep of --sizes would train xl under another size's name).
@@ -67,6 +68,7 @@ def finish_config(cfg: TrainConfig, owned: dict[str, str] | None = None) -> Trai
   if dtype == "auto":
     dtype = "bfloat16" if cfg.arch == "gpt" and jax.default_backend() == "gpu" else "float32"
   changes["dtype"] = dtype
+  changes["cpu_backward"] = cpu_tuning.cpu_backward()  # --set cpu_backward=false turns it off
   for name, flag in (("tokens", TOKENS), ("batch_size", BATCH_SIZE), ("lr", LR), ("seed", SEED)):
     if flag.value is not None:
       changes[name] = flag.value

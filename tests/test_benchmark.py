@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from abcjax import hostmem
+from abcjax import cpu_tuning
 from tests.tiny_corpus import build_tiny_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -81,8 +81,12 @@ def test_every_measurement_prints_its_fields(tiny_root, tmp_path):
   assert train["page_faults_per_step"] == max(train["rounds_page_faults_per_step"])
   assert train["step_s_min"] <= train["step_s"] <= train["step_s_max"]
   assert train["ratio_vs_torch"] == pytest.approx(train["tokens_per_s"] / PEER_TOKENS_PER_S)
-  # The entry point restarted itself with the allocator settings; the peer ran without them.
-  assert train["malloc_tuned"] == (hostmem.applies() or hostmem.is_tuned())
+  # The entry point turned the CPU tuning on: it restarted itself with the allocator settings
+  # and paced its steps, with the hand-written backward passes on one CPU device; the peer ran
+  # without the allocator settings.
+  assert train["malloc_tuned"] == (cpu_tuning.applies() or cpu_tuning.is_tuned())
+  assert train["paced_steps"] or not cpu_tuning.applies()
+  assert train["cpu_backward"] == cpu_tuning.cpu_backward()
   assert train["torch_malloc_tuned"] is False
   for flag, value in (("--layers", "1"), ("--d", "16"), ("--heads", "2"), ("--vocab", "20"),
                       ("--batch", "2"), ("--block", "16")):
@@ -117,6 +121,7 @@ def test_sizes_select_the_issue_shapes():
   shapes = [(c.arch, c.table, c.size, c.n_layer, c.n_head, c.d_model) for c in configs]
   assert shapes == [("gpt", "B", "tiny", 3, 3, 192), ("gpt", "A", "small", 6, 8, 256),
                     ("lstm", "B", "tiny", 2, 0, 288), ("lstm", "A", "small", 2, 0, 256)]
+  assert {c.cpu_backward for c in configs} == {cpu_tuning.cpu_backward()}
   (custom,) = configs_from_flags("--archs=gpt", "--n_layer=2", "--d_model=128", "--block=64")
   assert (custom.size, custom.n_layer, custom.n_head, custom.d_model, custom.block_size) == (
       "custom", 2, 2, 128, 64)

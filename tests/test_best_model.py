@@ -1,5 +1,6 @@
 import json
 
+from abcjax import cpu_tuning
 from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
 
@@ -22,5 +23,9 @@ def test_best_model_trains_epochs_keeps_best_and_final_and_resumes(tmp_path):
     assert any((work / "checkpoints" / kind).iterdir()), kind
   config = json.loads((work / "config.json").read_text())
   assert config["train"]["epochs"] == 2.0 and config["size_table"] == "A"
+  # The entry point turns the CPU tuning on: backward passes on one CPU device, paced steps.
+  assert config["train"]["cpu_backward"] == config["model"]["cpu_backward"]
+  assert config["model"]["cpu_backward"] == cpu_tuning.cpu_backward()
+  assert config["paced_steps"] or not cpu_tuning.applies()
   again = best_model(work, data_dir, "--epochs=2")
   assert json.loads(again[again.index("{"):]) == results

@@ -114,6 +114,7 @@ class ModelConfig:
   dtype: str = "float32"     # compute dtype; params stay float32, softmax/logits/loss float32
   lstm_unroll: int = 1       # time steps per nn.scan iteration (LSTM only); 1 was fastest on CPU
   attention: str = "auto"    # GPT attention kernel, one of ATTENTION_IMPLS (same function, any kernel)
+  cpu_backward: bool = False  # hand-written Dense/LSTM backward passes, faster on one CPU device; same function
 
   def __post_init__(self):
     if self.arch not in ARCHS:

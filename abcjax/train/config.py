@@ -35,6 +35,9 @@ class TrainConfig:
   # kernel on CPU, else XLA), "xla", "blocked" or "cudnn". The same function whichever kernel runs,
   # so a run may resume with another.
   attention: str = "auto"
+  # Hand-written backward passes of the Dense weight gradient and the LSTM recurrence, measured
+  # faster on one CPU device (abcjax.cpu_tuning); the same function, so a run may resume either way.
+  cpu_backward: bool = False
 
   # Data: the prepared corpus folder (None: the embedded music21 corpus, built once and cached).
   data_dir: str | None = None
@@ -130,6 +133,7 @@ class TrainConfig:
         ("schedule", self.schedule in ("cosine", "linear"), "'cosine' or 'linear'"),
         ("dtype", self.dtype in DTYPES, f"one of {list(DTYPES)}"),
         ("attention", self.attention in ATTENTION_IMPLS, f"one of {list(ATTENTION_IMPLS)}"),
+        ("cpu_backward", isinstance(self.cpu_backward, bool), "true or false"),
     ]
     for name, ok, allowed in checks:
       if not ok:
@@ -142,7 +146,7 @@ class TrainConfig:
 
 # Fields that change how a run is watched, not what it computes: a run may resume with new values.
 RUNTIME_FIELDS = frozenset({"log_every", "checkpoint_every", "progress", "eval_every",
-                            "eval_batch_size", "data_dir", "attention"})
+                            "eval_batch_size", "data_dir", "attention", "cpu_backward"})
 
 
 def config_mismatch(saved: dict[str, Any], current: TrainConfig) -> dict[str, tuple[Any, Any]]:
