@@ -20,7 +20,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from abcjax import hostmem
+from abcjax import cpu_tuning
 from abcjax.models import ModelConfig, build_model, generate
 from abcjax.models.gpt import attention_impl
 from abcjax.train import hardware
@@ -48,24 +48,24 @@ def machine() -> dict[str, Any]:
           "jax": jax.__version__,
           # Other work on a shared machine shows here: compare ratios measured side by side.
           "load_avg_1min": os.getloadavg()[0],
-          "malloc_tuned": hostmem.is_tuned()}
+          "malloc_tuned": cpu_tuning.is_tuned()}
 
 
 def _timed_calls(call: Callable[[], Any], seconds: float, min_calls: int,
-                 pace: bool = False) -> list[float]:
+                 after_call: Callable[[Any], None] | None = None) -> list[float]:
   """Wall times of repeated `call()`s (each waited for) until both limits are reached.
 
-  pace: after each timed call, untimed, give XLA STEP_GAP_S to free the call's temporaries, as the
-  trainer does on CPU (hostmem.finish_step).
+  after_call: run after each timed call on its outputs, untimed (the trainer's `after_step`, e.g.
+  cpu_tuning.finish_step, which gives XLA the time to free the call's temporaries).
   """
   times: list[float] = []
   start = time.perf_counter()
   while len(times) < min_calls or time.perf_counter() - start < seconds:
     t0 = time.perf_counter()
-    jax.block_until_ready(call())
+    out = jax.block_until_ready(call())
     times.append(time.perf_counter() - t0)
-    if pace:
-      time.sleep(hostmem.STEP_GAP_S)
+    if after_call is not None:
+      after_call(out)
   return times
 
 
@@ -80,10 +80,13 @@ class TrainBench:
 
   Building it compiles (compile_s); `measure(seconds)` then times steps for that long. Keeping the
   object alive lets a caller alternate it with another implementation without recompiling.
+  after_step: run after each step, as the trainer's (abcjax.cpu_tuning.pacing() on CPU; None:
+  steps back to back). The config's cpu_backward picks the backward passes.
   """
 
-  def __init__(self, config: ModelConfig, batch: int, seed: int = 0):
-    self.config, self.batch = config, batch
+  def __init__(self, config: ModelConfig, batch: int, seed: int = 0,
+               after_step: Callable[[Any], None] | None = None):
+    self.config, self.batch, self.after_step = config, batch, after_step
     self.model = build_model(config)
     # A long schedule: the measured steps sit in warmup, which costs the same as any other step.
     tx = make_optimizer(OptimizerConfig(), total_steps=1_000_000)
@@ -99,7 +102,6 @@ class TrainBench:
     self.compile_s = time.perf_counter() - t0
     self.flops_per_token = config.flops_per_token()
     self.tokens_per_step = batch * config.block_size
-    self.pace = hostmem.paces_steps()  # one step at a time on CPU, as the trainer runs them
     self.warmup_steps, self.warmup_s = self._settle()
 
   def _call(self):
@@ -107,24 +109,22 @@ class TrainBench:
     return metrics["loss"]
 
   def _untimed_step(self) -> None:
-    out = self._call()
-    if self.pace:
-      hostmem.finish_step(out)
-    else:
-      jax.block_until_ready(out)
+    out = jax.block_until_ready(self._call())
+    if self.after_step is not None:
+      self.after_step(out)
 
   def _settle(self, min_steps: int = 3, quiet_steps: int = 3, max_seconds: float = 30.0,
               quiet_faults: int = 1000) -> tuple[int, float]:
     """Runs untimed steps until the process stops touching new memory -> (steps, seconds).
 
     The first steps allocate buffers and grow the heap; timing them would measure page faults.
-    With the kept heap (steps paced, see hostmem) it stops after `quiet_steps` steps in a row with
-    fewer than `quiet_faults` new pages each, or after `max_seconds`, never before `min_steps`.
-    Without it every step maps fresh memory (~380,000 faults for GPT tiny), which is its steady
-    state: then `min_steps` are run and no more.
+    With steps paced (an after_step hook: cpu_tuning's keeps the heap at one step) it stops after
+    `quiet_steps` steps in a row with fewer than `quiet_faults` new pages each, or after
+    `max_seconds`, never before `min_steps`. Without it every step maps fresh memory (~380,000
+    faults for GPT tiny), which is its steady state: then `min_steps` are run and no more.
     """
     start, steps, quiet = time.perf_counter(), 0, 0
-    while steps < min_steps or (self.pace and quiet < quiet_steps
+    while steps < min_steps or (self.after_step is not None and quiet < quiet_steps
                                 and time.perf_counter() - start < max_seconds):
       faults = hardware.minor_page_faults()
       self._untimed_step()
@@ -140,7 +140,7 @@ class TrainBench:
     for _ in range(warmup_steps):
       self._untimed_step()
     cpu0, faults0 = hardware.cpu_times(), hardware.minor_page_faults()
-    times = _timed_calls(self._call, seconds, min_steps, pace=self.pace)
+    times = _timed_calls(self._call, seconds, min_steps, after_call=self.after_step)
     steal = hardware.steal_fraction(cpu0, hardware.cpu_times())
     faults_per_step = (hardware.minor_page_faults() - faults0) / len(times)
     step_s = statistics.median(times)
@@ -154,7 +154,9 @@ class TrainBench:
         "n_head": getattr(self.config, "n_head", 0), "vocab_size": self.config.vocab_size,
         "attention": attention_impl(self.config) if hasattr(self.config, "attention") else None,
         "params": self.config.num_params(), "batch": self.batch, "block": self.config.block_size,
-        "dtype": self.config.dtype, "steps": len(times), "step_s": step_s,
+        "dtype": self.config.dtype, "cpu_backward": self.config.cpu_backward,
+        "paced_steps": self.after_step is cpu_tuning.finish_step,
+        "steps": len(times), "step_s": step_s,
         "step_s_min": min(times), "step_s_max": max(times), "tokens_per_s": tokens_per_s,
         "compile_s": self.compile_s, "warmup_steps": self.warmup_steps, "warmup_s": self.warmup_s,
         "cpu_steal": steal, "page_faults_per_step": faults_per_step,
@@ -253,10 +255,10 @@ def run_torch_peer(python: str, script: str, config: ModelConfig, batch: int, se
   """Runs the PyTorch reference in a subprocess (torch never enters this process) -> its JSON line.
 
   threads > 0 sets OMP_NUM_THREADS for it; 0 leaves PyTorch's default (one per core).
-  tuned_malloc gives it abcjax's allocator settings (hostmem.MALLOC_ENV); by default it runs with
+  tuned_malloc gives it abcjax's allocator settings (cpu_tuning.MALLOC_ENV); by default it runs with
   glibc's defaults, as PyTorch users run it.
   """
-  env = hostmem.tuned_environ() if tuned_malloc else hostmem.untuned_environ()
+  env = cpu_tuning.tuned_environ() if tuned_malloc else cpu_tuning.untuned_environ()
   if threads > 0:
     env["OMP_NUM_THREADS"] = str(threads)
   cmd = torch_peer_command(python, script, config, batch, seconds)
@@ -265,7 +267,7 @@ def run_torch_peer(python: str, script: str, config: ModelConfig, batch: int, se
   if done.returncode != 0 or not lines:
     raise RuntimeError(f"torch peer failed ({done.returncode}): {' '.join(cmd)}\n"
                        f"{done.stderr[-2000:]}")
-  return {**json.loads(lines[-1]), "malloc_tuned": hostmem.is_tuned(env)}
+  return {**json.loads(lines[-1]), "malloc_tuned": cpu_tuning.is_tuned(env)}
 
 
 def compare_train(bench: TrainBench, peer: Callable[[], dict[str, Any]], *, rounds: int,

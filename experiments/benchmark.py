@@ -20,10 +20,10 @@ run, its start-up included).
 
 from __future__ import annotations
 
-# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
-from abcjax import hostmem
+# First, before jax loads: CPU tuning is on here; restart once with its allocator settings.
+from abcjax import cpu_tuning
 
-hostmem.reexec_with_tuned_malloc(__name__, __file__)
+cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)
 
 import json
 import pathlib
@@ -70,7 +70,7 @@ _TORCH_REFERENCE = flags.DEFINE_string(
 flags.DEFINE_alias("torch_peer", "torch_reference")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "OMP_NUM_THREADS for the peer (0: its default).")
 _TORCH_TUNED_MALLOC = flags.DEFINE_bool(
-    "torch_tuned_malloc", False, "Give the peer abcjax's allocator settings (abcjax/hostmem.py) "
+    "torch_tuned_malloc", False, "Give the peer abcjax's allocator settings (abcjax/cpu_tuning.py) "
     "instead of glibc's defaults.")
 _OUT = flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
 
@@ -81,7 +81,8 @@ def _configs():
   custom = _N_LAYER.value is not None or _D_MODEL.value is not None
   for arch in _ARCHS.value:
     fields = {f.name for f in dataclasses.fields(config_class(arch))}
-    common = dict(vocab_size=_VOCAB.value, block_size=_BLOCK.value, dtype=_DTYPE.value)
+    common = dict(vocab_size=_VOCAB.value, block_size=_BLOCK.value, dtype=_DTYPE.value,
+                  cpu_backward=cpu_tuning.cpu_backward())
     if "attention" in fields:
       common["attention"] = _ATTENTION.value
     if custom:
@@ -124,7 +125,7 @@ def _check_torch_reference() -> None:
 
 def _train(config) -> None:
   from abcjax import benchmark
-  bench = benchmark.TrainBench(config, _BATCH.value)
+  bench = benchmark.TrainBench(config, _BATCH.value, after_step=cpu_tuning.pacing())
   if not _TORCH_PYTHON.value or config.dtype != "float32":
     _emit(bench.measure(_SECONDS.value))
     return

@@ -7,10 +7,10 @@ r"""Part 4: train the best size for several epochs, keeping the best and final c
 Resumes when started again with the same --workdir. Then: python -m experiments.sample_eval
 """
 
-# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
-from abcjax import hostmem
+# First, before jax loads: CPU tuning is on here; restart once with its allocator settings.
+from abcjax import cpu_tuning
 
-hostmem.reexec_with_tuned_malloc(__name__, __file__)
+cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)
 
 import json
 
@@ -44,7 +44,7 @@ def main(argv):
   print(f"best model: {arch} {size} (table {table}, preset {preset})", flush=True)
   cfg = common.make_config(preset, arch, size, best_model=True,
                            owned={"model.size": "--size", "model.table": "--table"})
-  results = loop.train(cfg, WORKDIR.value)
+  results = loop.train(cfg, WORKDIR.value, after_step=cpu_tuning.pacing())
   print(json.dumps(results, indent=2))
 
 

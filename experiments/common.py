@@ -2,6 +2,7 @@
 
 from absl import flags
 
+from abcjax import cpu_tuning
 from abcjax.train import config_flags, distributed, presets
 from abcjax.train.config import Config
 
@@ -45,7 +46,8 @@ def start_distributed() -> None:
 
 def make_config(preset_name: str, arch: str, size: str, *, best_model: bool = False,
                 owned: dict[str, str] | None = None) -> Config:
-  """The preset's config of one size, with --data_dir and the --config.* flags applied.
+  """The preset's config of one size, with the CPU tuning's backward passes where it applies,
+  then --data_dir and the --config.* flags (--config.model.cpu_backward=false turns them off).
 
   owned: config paths that the entry point sets itself, each with the flag that does
   (`--config.model.size=xl` in a sweep of --sizes would train xl under another size's name).
@@ -56,4 +58,5 @@ def make_config(preset_name: str, arch: str, size: str, *, best_model: bool = Fa
       raise ValueError("--data_dir and --config.data.data_dir both given; pass one")
     given["data.data_dir"] = DATA_DIR.value
   cfg = presets.make(preset_name, arch, size, table=TABLE.value, best_model=best_model)
+  cfg = cfg.replace(model=cfg.model.replace(cpu_backward=cpu_tuning.cpu_backward()))
   return config_flags.apply(cfg, given, owned=owned)

@@ -11,10 +11,10 @@ The real tunes of the test split are evaluated the same way and printed beside t
 
 from __future__ import annotations
 
-# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
-from abcjax import hostmem
+# First, before jax loads: CPU tuning is on here; restart once with its allocator settings.
+from abcjax import cpu_tuning
 
-hostmem.reexec_with_tuned_malloc(__name__, __file__)
+cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)
 
 import json
 import pathlib

@@ -9,10 +9,10 @@ Outputs go to <workdir>/<arch>/: results CSV, training curves, loss-vs-params fi
 --compare, the Transformer-vs-LSTM comparison is written too once both families have results.
 """
 
-# First, before jax loads: restart once with the allocator settings of abcjax/hostmem.py.
-from abcjax import hostmem
+# First, before jax loads: CPU tuning is on here; restart once with its allocator settings.
+from abcjax import cpu_tuning
 
-hostmem.reexec_with_tuned_malloc(__name__, __file__)
+cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)
 
 from absl import app, flags
 
@@ -47,7 +47,7 @@ def main(argv):
   def config_for(size):
     return common.make_config(preset, arch, size, owned=_OWNED)
 
-  sweep.run_sweep(arch, sizes, config_for, WORKDIR.value)
+  sweep.run_sweep(arch, sizes, config_for, WORKDIR.value, after_step=cpu_tuning.pacing())
   if COMPARE.value:
     compare.maybe_compare(WORKDIR.value)
 

@@ -16,8 +16,8 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from abcjax import hostmem
-from abcjax.train.config import TrainConfig
+from abcjax import cpu_tuning
+from abcjax.train.config import OptimizerConfig
 from tests.tiny_corpus import build_tiny_corpus
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -88,8 +88,12 @@ def test_every_measurement_prints_its_fields(tiny_root, tmp_path):
   assert train["page_faults_per_step"] == max(train["rounds_page_faults_per_step"])
   assert train["step_s_min"] <= train["step_s"] <= train["step_s_max"]
   assert train["ratio_vs_torch"] == pytest.approx(train["tokens_per_s"] / PEER_TOKENS_PER_S)
-  # The entry point restarted itself with the allocator settings; the peer ran without them.
-  assert train["malloc_tuned"] == (hostmem.applies() or hostmem.is_tuned())
+  # The entry point turned the CPU tuning on: it restarted itself with the allocator settings
+  # and paced its steps, with the hand-written backward passes on one CPU device; the peer ran
+  # without the allocator settings.
+  assert train["malloc_tuned"] == (cpu_tuning.applies() or cpu_tuning.is_tuned())
+  assert train["paced_steps"] or not cpu_tuning.applies()
+  assert train["cpu_backward"] == cpu_tuning.cpu_backward()
   assert train["torch_malloc_tuned"] is False
   for flag, value in (("--layers", "1"), ("--d", "16"), ("--heads", "2"), ("--vocab", "20"),
                       ("--batch", "2"), ("--block", "16")):
@@ -132,6 +136,7 @@ def test_sizes_select_the_table_shapes():
   shapes = [(c.arch, c.table, c.size, c.n_layer, getattr(c, "n_head", 0), c.d_model) for c in configs]
   assert shapes == [("gpt", "B", "tiny", 3, 3, 192), ("gpt", "A", "small", 6, 8, 256),
                     ("lstm", "B", "tiny", 2, 0, 288), ("lstm", "A", "small", 2, 0, 256)]
+  assert {c.cpu_backward for c in configs} == {cpu_tuning.cpu_backward()}
   (custom,) = configs_from_flags("--archs=gpt", "--n_layer=2", "--d_model=128", "--block=64")
   assert (custom.size, custom.n_layer, custom.n_head, custom.d_model, custom.block_size) == (
       "custom", 2, 2, 128, 64)
@@ -162,7 +167,7 @@ def test_default_reference_is_in_the_repository_whatever_the_directory(tmp_path,
     assert benchmark._peer_path() == str(REFERENCE)
   assert REFERENCE.is_file()
 
-  opt = TrainConfig()
+  opt = OptimizerConfig()
   optimizer = {f"--{k}": repr(getattr(opt, k)) for k in OPTIMIZER_FIELDS}
   gpt = get_config("gpt", "tiny", table="B", vocab_size=99, block_size=128)
   command = bench_lib.torch_peer_command("py", str(REFERENCE), gpt, 64, 2.0)
@@ -219,4 +224,4 @@ def test_torch_reference_has_the_parameters_of_abcjax(arch, shape):
                                             37, 2, 16)
   assert line["steps"] >= 3 and line["tokens_per_s"] > 0 and line["threads"] >= 1
   assert line["impl"] == "torch-" + line["torch_version"]
-  assert line["optimizer"] == {k: getattr(TrainConfig(), k) for k in OPTIMIZER_FIELDS}
+  assert line["optimizer"] == {k: getattr(OptimizerConfig(), k) for k in OPTIMIZER_FIELDS}

@@ -1,5 +1,6 @@
 import json
 
+from abcjax import cpu_tuning
 from abcjax.train import loop
 from tests.tiny_corpus import build_tiny_corpus, run_experiment
 
@@ -25,5 +26,8 @@ def test_best_model_trains_epochs_keeps_best_and_final_and_resumes(tmp_path):
   config = json.loads((work / "config.json").read_text())
   assert config["config"]["data"]["epochs"] == 2.0 and config["size_table"] == "A"
   assert config["config"]["run"]["preset"] == "cpu"
+  # The entry point turns the CPU tuning on: backward passes on one CPU device, paced steps.
+  assert config["config"]["model"]["cpu_backward"] == cpu_tuning.cpu_backward()
+  assert config["paced_steps"] or not cpu_tuning.applies()
   again = best_model(work, data_dir, "--config.data.epochs=2")
   assert json.loads(again[again.index("{"):]) == results

@@ -334,14 +334,11 @@ def _lstm_loss_and_grads(config, tokens):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_lstm_manual_backward_equals_scan_autodiff(monkeypatch, dtype):
-  from abcjax.models import lstm
-  config = tiny_config("lstm", n_layer=3, dtype=dtype)
+def test_lstm_manual_backward_equals_scan_autodiff(dtype):
   tokens = random_tokens((3, 17))
-  results = {}
-  for manual in (True, False):
-    monkeypatch.setattr(lstm, "manual_lstm_backward", lambda manual=manual: manual)
-    results[manual] = _lstm_loss_and_grads(config, tokens)
+  results = {manual: _lstm_loss_and_grads(tiny_config("lstm", n_layer=3, dtype=dtype,
+                                                      cpu_backward=manual), tokens)
+             for manual in (True, False)}
   tol = 1e-5 if dtype == "float32" else 3e-2
   assert float(results[True][0]) == pytest.approx(float(results[False][0]), rel=tol)
   flat_manual = jax.tree_util.tree_leaves_with_path(results[True][1])
@@ -366,7 +363,7 @@ def test_lstm_first_layer_table_projection_equals_per_token_projection():
   np.testing.assert_allclose(np.asarray(table), np.asarray(per_token), rtol=1e-5, atol=1e-5)
 
 
-def test_lstm_manual_backward_carries_the_state_gradients(monkeypatch):
+def test_lstm_manual_backward_carries_the_state_gradients():
   """A layer from a random (c0, h0), with a loss on its outputs and on its final (c, h)."""
   from abcjax.models import lstm
   config = tiny_config("lstm")
@@ -377,14 +374,13 @@ def test_lstm_manual_backward_carries_the_state_gradients(monkeypatch):
   weights = [jax.random.normal(jax.random.key(4 + i), s)
              for i, s in enumerate([(7, 3, config.d_model), (3, config.d_model), (3, config.d_model)])]
 
-  def loss(params, xproj, carry):
+  def loss(params, xproj, carry, manual):
+    layer = lstm.LSTMLayer(config.replace(cpu_backward=manual))
     (c, h), hs = layer.apply(params, xproj, carry)
     return jnp.sum(hs * weights[0]) + jnp.sum(c * weights[1]) + jnp.sum(h * weights[2])
 
-  grads = {}
-  for manual in (True, False):
-    monkeypatch.setattr(lstm, "manual_lstm_backward", lambda manual=manual: manual)
-    grads[manual] = jax.grad(loss, argnums=(0, 1, 2))(params, xproj, carry)
+  grads = {manual: jax.grad(loss, argnums=(0, 1, 2))(params, xproj, carry, manual)
+           for manual in (True, False)}
   for got, want in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
     assert got.dtype == want.dtype
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=2e-6)
@@ -393,13 +389,60 @@ def test_lstm_manual_backward_carries_the_state_gradients(monkeypatch):
     assert float(jnp.max(jnp.abs(g))) > 0
 
 
-def test_cpu_dense_layers_use_the_flat_grad_matmul():
-  from abcjax.models.layers import dense_dot_general, flat_grad_dot_general, single_cpu_device
-  if not single_cpu_device():
-    pytest.skip("the flat-gradient matmul is used on one CPU device only")
-  assert dense_dot_general() is flat_grad_dot_general
-  model = build_model(tiny_config("gpt"))
-  params = model.init(jax.random.PRNGKey(0))
-  jaxpr = str(jax.make_jaxpr(lambda p: model.apply(p, random_tokens((2, 8))))(params))
-  # c_attn, attention c_proj, c_fc, mlp c_proj in each of the 2 blocks.
-  assert jaxpr.count("custom_vjp_call") >= 8
+def _custom_vjp_calls(config) -> int:
+  """The functions with a custom VJP in the jaxpr of the model's forward pass."""
+  model = build_model(config)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  return str(jax.make_jaxpr(lambda p: model.apply(p, random_tokens((2, 8))))(params)).count(
+      "custom_vjp_call")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cpu_backward_is_opt_in(arch):
+  """By default the models are differentiated by JAX itself, on every backend; the config's
+  cpu_backward puts in the hand-written backward passes."""
+  from abcjax.models.layers import dense_dot_general, flat_grad_dot_general
+  assert dense_dot_general(False) is jax.lax.dot_general
+  assert dense_dot_general(True) is flat_grad_dot_general
+  config = tiny_config(arch)
+  assert config.cpu_backward is False and config_from_dict(
+      {k: v for k, v in config.to_dict().items() if k != "cpu_backward"}) == config
+  assert _custom_vjp_calls(config) == 0
+  # GPT: c_attn, attention c_proj, c_fc, mlp c_proj in each of the 2 blocks. LSTM: W_ih of each
+  # of the 2 layers (the first one projects the table) and the recurrence of each layer. GRU: W_ih
+  # of each layer.
+  least = {"gpt": 8, "lstm": 4, "gru": 2}[arch]
+  assert _custom_vjp_calls(config.replace(cpu_backward=True)) >= least
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_both_gradient_paths_agree_and_train_alike(arch):
+  """cpu_backward=True and False: the same loss and gradients (float32), and one AdamW step
+  leaves the same parameters."""
+  from abcjax.train import step as step_lib
+  from abcjax.train.config import OptimizerConfig
+  from abcjax.train.optimizer import make_optimizer
+  tokens = random_tokens((4, 33))
+  tx = make_optimizer(OptimizerConfig(lr=1e-2, warmup_frac=0.0), total_steps=10)
+  mesh = step_lib.make_mesh()
+  grads, stepped = {}, {}
+  for manual in (True, False):
+    model = build_model(tiny_config(arch, cpu_backward=manual))
+    state = step_lib.init_state(model, tx, jax.random.PRNGKey(0), mesh)
+    loss = lambda p: step_lib.cross_entropy(model.apply(p, tokens[:, :-1]), tokens[:, 1:]).mean()
+    grads[manual] = jax.jit(jax.value_and_grad(loss))(state.params)
+    init = jax.tree.map(np.array, state.params)  # a copy (the step donates it); same either way
+    step = step_lib.make_train_step(model, tx, mesh, jax.random.PRNGKey(1))
+    stepped[manual] = jax.tree.map(np.asarray, step(state, step_lib.global_batch(tokens, mesh))[0])
+  assert float(grads[True][0]) == pytest.approx(float(grads[False][0]), rel=1e-6)
+  for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(grads[True][1]),
+                               jax.tree.leaves(grads[False][1])):
+    assert float(jnp.max(jnp.abs(want))) > 0, jax.tree_util.keystr(path)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6,
+                               err_msg=jax.tree_util.keystr(path))
+  for got, want, before in zip(jax.tree.leaves(stepped[True].params),
+                               jax.tree.leaves(stepped[False].params), jax.tree.leaves(init)):
+    assert np.abs(want - before).max() > 1e-3  # the step moved every parameter array
+    # Adam's first step is about lr * g / |g|: small gradients' rounding shows up as a fraction of
+    # lr (1e-2), so the bound is a thousandth of the step.
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -129,24 +129,39 @@ def test_resume_after_a_kill_between_checkpoints(data_dir, tmp_path, monkeypatch
       np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_paced_steps_train_the_same_numbers(data_dir, tmp_path, monkeypatch):
-  """On CPU with the allocator settings, the trainer waits for each step (hostmem.finish_step),
-  train steps and eval batches alike, and trains the same numbers bit for bit."""
-  from abcjax import hostmem
+def test_training_is_plain_jax_unless_asked(data_dir, tmp_path, monkeypatch):
+  """By default no step is paced (even with the allocator settings in the environment) and the
+  model is differentiated by JAX itself. An after_step hook runs after every train step and eval
+  batch, with cpu_tuning's pacing it is recorded, and the numbers stay the same bit for bit."""
+  from abcjax import cpu_tuning
   cfg = tiny_config(data_dir)
-  for key in hostmem.MALLOC_ENV:
-    monkeypatch.delenv(key, raising=False)
-  loop.train(cfg, tmp_path / "free")
-  calls = []
-  real = hostmem.finish_step
-  monkeypatch.setattr(hostmem, "finish_step", lambda out: (calls.append(1), real(out)))
-  for key, value in hostmem.MALLOC_ENV.items():
+  for key, value in cpu_tuning.MALLOC_ENV.items():
     monkeypatch.setenv(key, value)
-  loop.train(cfg, tmp_path / "paced")
-  assert read_losses(tmp_path / "free") == read_losses(tmp_path / "paced")
-  # 24 train steps, plus the eval batches of 2 validations and 2 tests.
-  assert len(calls) > 24 if hostmem.paces_steps() else not calls
-  assert json.loads((tmp_path / "paced" / "config.json").read_text())["paced_steps"] == bool(calls)
+  paced = []
+  real = cpu_tuning.finish_step
+  monkeypatch.setattr(cpu_tuning, "finish_step", lambda out: (paced.append(1), real(out)))
+  loop.train(cfg, tmp_path / "plain")
+  assert not paced
+  saved = json.loads((tmp_path / "plain" / "config.json").read_text())
+  assert saved["model"]["cpu_backward"] is False and saved["train"]["cpu_backward"] is False
+  assert (saved["paced_steps"], saved["after_step"], saved["malloc_tuned"]) == (False, None, True)
+
+  outputs = []
+  loop.train(cfg, tmp_path / "hooked", after_step=lambda out: (outputs.append(out), real(out)))
+  assert read_losses(tmp_path / "plain") == read_losses(tmp_path / "hooked")
+  # 24 train steps (their state) and the eval batches (their loss sums) of 2 validations, 2 tests.
+  kinds = [type(o).__name__ for o in outputs]
+  assert kinds.count("TrainState") == 24 and kinds[:12] == ["TrainState"] * 12
+  assert kinds.count("tuple") >= 4 and kinds.count("tuple") + 24 == len(kinds)
+  hooked = json.loads((tmp_path / "hooked" / "config.json").read_text())
+  assert hooked["paced_steps"] is False and hooked["after_step"].endswith("<lambda>")
+
+  monkeypatch.setattr(cpu_tuning, "finish_step", real)
+  trainer = loop.Trainer(cfg, tmp_path / "paced", after_step=cpu_tuning.pacing())
+  trainer.ckpt.close()
+  record = json.loads((tmp_path / "paced" / "config.json").read_text())
+  assert record["paced_steps"] == cpu_tuning.paces_steps()
+  assert record["after_step"] == ("abcjax.cpu_tuning.finish_step" if record["paced_steps"] else None)
 
 
 def test_finished_run_is_not_retrained(data_dir, tmp_path):
@@ -205,6 +220,17 @@ def test_attention_kernel_is_a_runtime_field(data_dir):
   assert config_mismatch(saved, cfg) == {}
   with pytest.raises(ValueError, match="model.attention must be"):
     tiny_config(data_dir, attention="flash")
+
+
+def test_cpu_backward_is_a_runtime_field(data_dir):
+  """The same function either way: a run resumes with it on or off, or from before the field."""
+  saved = tiny_config(data_dir).to_dict()
+  assert config_mismatch(saved, tiny_config(data_dir, cpu_backward=True)) == {}
+  del saved["model"]["cpu_backward"]
+  assert config_mismatch(saved, tiny_config(data_dir, cpu_backward=True)) == {}
+  assert override(tiny_config(data_dir), {"model.cpu_backward": "true"}).model.cpu_backward is True
+  with pytest.raises(ValueError, match="cannot read it as bool"):
+    override(tiny_config(data_dir), {"model.cpu_backward": "yes"})
 
 
 _DEVICES_SCRIPT = """

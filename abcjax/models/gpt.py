@@ -187,10 +187,11 @@ class CausalSelfAttention(nn.Module):
     std = 0.02
     # No biases on the attention projections (table A). One fused matmul for q, k and v.
     self.c_attn = nn.Dense(3 * cfg.d_model, use_bias=False, dtype=dtype,
-                           kernel_init=nn.initializers.normal(std), dot_general=dense_dot_general())
+                           kernel_init=nn.initializers.normal(std),
+                           dot_general=dense_dot_general(cfg.cpu_backward))
     self.c_proj = nn.Dense(cfg.d_model, use_bias=False, dtype=dtype,
                            kernel_init=nn.initializers.normal(std / math.sqrt(2 * cfg.n_layer)),
-                           dot_general=dense_dot_general())
+                           dot_general=dense_dot_general(cfg.cpu_backward))
     self.resid_drop = nn.Dropout(cfg.dropout)
 
   def _qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -236,11 +237,11 @@ class MLP(nn.Module):
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     h = nn.Dense(4 * cfg.d_model, dtype=dtype, kernel_init=nn.initializers.normal(0.02),
-                 dot_general=dense_dot_general(), name="c_fc")(x)
+                 dot_general=dense_dot_general(cfg.cpu_backward), name="c_fc")(x)
     h = jax.nn.gelu(h, approximate=True)
     h = nn.Dense(cfg.d_model, dtype=dtype, name="c_proj",
                  kernel_init=nn.initializers.normal(0.02 / math.sqrt(2 * cfg.n_layer)),
-                 dot_general=dense_dot_general())(h)
+                 dot_general=dense_dot_general(cfg.cpu_backward))(h)
     return nn.Dropout(cfg.dropout)(h, deterministic=not train)
 
 

@@ -72,7 +72,7 @@ class GRU(nn.Module):
     # Scale 1/sqrt(d) so the tied head starts with unit-scale logits after the final LayerNorm.
     self.wte = self.param("wte", nn.initializers.normal(1.0 / math.sqrt(d)), (cfg.vocab_size, d))
     self.ih = [nn.Dense(3 * d, dtype=self.dtype, kernel_init=nn.initializers.lecun_normal(),
-                        dot_general=dense_dot_general(), name=f"ih_{i}")
+                        dot_general=dense_dot_general(cfg.cpu_backward), name=f"ih_{i}")
                for i in range(cfg.n_layer)]
     scan = nn.scan(GRURecurrence, variable_broadcast="params", split_rngs={"params": False},
                    in_axes=0, out_axes=0, unroll=cfg.unroll)

@@ -66,16 +66,7 @@ def flat_grad_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers, pre
   return _matmul(lhs, rhs)
 
 
-def single_cpu_device() -> bool:
-  """Where the hand-written CPU backward passes run: one CPU device.
-
-  With several devices the batch axis is sharded, and flattening a time-major [L, B, D] array
-  would merge it with time and gather the activations onto every device; autodiff keeps them
-  sharded there.
-  """
-  return jax.default_backend() == "cpu" and jax.device_count() == 1
-
-
-def dense_dot_general():
-  """The matmul for nn.Dense layers: `flat_grad_dot_general` on one CPU device, else XLA's."""
-  return flat_grad_dot_general if single_cpu_device() else jax.lax.dot_general
+def dense_dot_general(cpu_backward: bool):
+  """The matmul for nn.Dense layers: `flat_grad_dot_general` with the config's `cpu_backward`
+  (abcjax.cpu_tuning turns it on for one CPU device), else XLA's own `lax.dot_general`."""
+  return flat_grad_dot_general if cpu_backward else jax.lax.dot_general

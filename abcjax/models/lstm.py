@@ -6,9 +6,10 @@ steps is one matmul outside the time loop; the `nn.scan` body holds only h @ W_h
 The first layer projects the embedding table once, (wte @ W_ih)[tokens], instead of every token's
 embedding: the same numbers from a [V, 4D] matmul in place of a [B*L, 4D] one, when V < B*L.
 Activations run time-major (L, B, D) inside the stack so the scan slices contiguous memory.
-On one CPU device the recurrence has a hand-written backward pass (`nn.custom_vjp`): the forward
-scan keeps the gate activations, the reverse scan carries only dh and dc, and the W_hh gradient is
-one [D, L*B] x [L*B, 4D] matmul after it, in place of L small accumulating ones inside the loop.
+With the config's `cpu_backward` the recurrence has a hand-written backward pass (`nn.custom_vjp`;
+the same function, measured faster on one CPU device): the forward scan keeps the gate activations,
+the reverse scan carries only dh and dc, and the W_hh gradient is one [D, L*B] x [L*B, 4D] matmul
+after it, in place of L small accumulating ones inside the loop.
 Decoding carries (c, h) per layer: one scan step per token, no limit on length.
 """
 
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 
 from abcjax.models import registry
 from abcjax.models.configs import CpuPreset, RecurrentConfig
-from abcjax.models.layers import dense_dot_general, embed, single_cpu_device
+from abcjax.models.layers import dense_dot_general, embed
 
 Params = Any
 DecodeState = dict[str, Any]
@@ -94,13 +95,6 @@ class LSTMRecurrence(nn.Module):
     return (c_BxD, h_BxD), (h_BxD, acts, c_BxD)
 
 
-def manual_lstm_backward() -> bool:
-  """Whether the recurrence uses its hand-written backward pass: on one CPU device, where it was
-  measured faster. With several devices autodiff keeps the sharded batch axis (the W_hh gradient
-  here flattens time-major [L, B] and would gather the activations)."""
-  return single_cpu_device()
-
-
 def _recurrence_backward(residuals, cotangents):
   """Reverse scan over the saved gates; returns (d params, d carry_in, d xproj)."""
   w_hh, (c0, h0), hs_LxBxD, acts_LxBxG, cs_LxBxD, xproj_dtype_token = residuals
@@ -162,7 +156,7 @@ class LSTMLayer(nn.Module):
     dtype = jnp.dtype(cfg.dtype)
     d = cfg.d_model
     self.ih = nn.Dense(4 * d, dtype=dtype, kernel_init=nn.initializers.lecun_normal(),
-                       dot_general=dense_dot_general())
+                       dot_general=dense_dot_general(cfg.cpu_backward))
     self.hh_bias = self.param("hh_bias", _hh_bias_init, (4 * d,))
     scan = nn.scan(LSTMRecurrence, variable_broadcast="params", split_rngs={"params": False},
                    in_axes=0, out_axes=0, unroll=cfg.unroll)
@@ -174,7 +168,7 @@ class LSTMLayer(nn.Module):
 
   def __call__(self, xproj_LxBxG: jax.Array, carry) -> tuple[Any, jax.Array]:
     """Runs the recurrence over projected inputs; only h @ W_hh and the gates are in the loop."""
-    if manual_lstm_backward() and not self.is_initializing():
+    if self.config.cpu_backward and not self.is_initializing():
       return _recurrence_with_manual_backward(self.hh, carry, xproj_LxBxG)
     return _run_recurrence(self.hh, carry, xproj_LxBxG)
 

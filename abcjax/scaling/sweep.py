@@ -22,14 +22,15 @@ def run_dir(workdir: str | pathlib.Path, arch: str, size: str) -> pathlib.Path:
 
 
 def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Config],
-              workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+              workdir: str | pathlib.Path, *,
+              after_step: Callable[[Any], None] | None = None) -> list[dict[str, Any]]:
   """Trains every size (finished ones are skipped, partial ones resume); writes the outputs.
 
   The outputs cover every finished size of the family in workdir trained with this sweep's
   recipe, not only the sizes of this call: rerunning one size (say xl, after a time limit) keeps
   the others in the CSV, the plots and the fit. Returns those rows, smallest size first.
   A size stopped by SIGINT or SIGTERM raises loop.RunStopped: the sweep stops there, and running
-  it again resumes that size.
+  it again resumes that size. after_step: the trainer's hook after each compiled step (loop.train).
   """
   for size in sizes:
     cfg = config_for(size)
@@ -39,7 +40,7 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Confi
       print(f"[{arch} {size}] finished before in {path}: skipped", flush=True)
     else:
       print(f"[{arch} {size}] training in {path}", flush=True)
-    loop.train(cfg, path)
+    loop.train(cfg, path, after_step=after_step)
   first = config_for(sizes[0])
   table, preset = first.model.table, first.run.preset
   rows = finished_rows(arch, config_class(arch).size_names(table), config_for, workdir)

@@ -8,14 +8,14 @@ import math
 import pathlib
 import signal
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from abcjax import atomic, hostmem
+from abcjax import atomic, cpu_tuning
 from abcjax.data import corpus, loader
 from abcjax.data.vocab import Vocab
 from abcjax.models.model import build_model
@@ -97,11 +97,18 @@ class _StopRequest:
 
 
 class Trainer:
-  """Everything one run needs, built once: data, model, optimizer, mesh, compiled steps."""
+  """Everything one run needs, built once: data, model, optimizer, mesh, compiled steps.
 
-  def __init__(self, cfg: Config, workdir: str | pathlib.Path):
+  after_step: called with the outputs of each compiled step, train steps and eval batches alike,
+  just after it is dispatched (None: steps run back to back). abcjax.cpu_tuning.pacing() gives
+  the CPU one.
+  """
+
+  def __init__(self, cfg: Config, workdir: str | pathlib.Path,
+               after_step: Callable[[Any], None] | None = None):
     # Everything that can refuse the run is checked before the work folder is made.
     cfg.validate()
+    self.after_step = after_step
     self.workdir = pathlib.Path(workdir)
     if self.workdir.exists() and not self.workdir.is_dir():
       raise NotADirectoryError(f"work folder {self.workdir} is a file; pass a folder (--workdir)")
@@ -128,14 +135,6 @@ class Trainer:
       print(f"note: {cfg.total_tokens:,} tokens are {self.passes:.1f} passes over the train split "
             f"of {self.data_dir}; larger models may overfit (the best checkpoint is kept and "
             "scaling fits use the best validation loss)", flush=True)
-    if jax.default_backend() == "cpu" and hostmem.applies() and not hostmem.is_tuned() \
-        and jax.process_index() == 0:
-      print("note: training on CPU without abcjax's allocator settings: 20-30% slower steps. Set "
-            + " ".join(f"{k}={v}" for k, v in hostmem.MALLOC_ENV.items())
-            + " before starting Python (abcjax/hostmem.py); the experiments do it themselves.",
-            flush=True)
-    # On CPU with the kept heap, one step at a time: the heap stays at one step's temporaries.
-    self._pace_steps = hostmem.paces_steps()
     self.tx = make_optimizer(cfg.opt, self.total_steps)
     self.mesh = step_lib.make_mesh()
     for path, batch in (("data.batch_size", cfg.data.batch_size),
@@ -176,9 +175,10 @@ class Trainer:
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "device_kind": jax.devices()[0].device_kind,
-        # Host settings that move CPU speed and memory (hostmem): how this run's figures were made.
-        "malloc_tuned": hostmem.is_tuned(),
-        "paced_steps": self._pace_steps,
+        # Host settings that move CPU speed and memory (cpu_tuning): how the figures were made.
+        "malloc_tuned": cpu_tuning.is_tuned(),
+        "paced_steps": self.after_step is cpu_tuning.finish_step,
+        "after_step": _callable_name(self.after_step),
     }
 
   # -- evaluation ---------------------------------------------------------------------------------
@@ -195,8 +195,8 @@ class Trainer:
         process_index=jax.process_index(), process_count=jax.process_count()):
       sums.append(self.eval_step(params, step_lib.global_batch(batch, self.mesh),
                                  step_lib.global_batch(weights, self.mesh)))
-      if self._pace_steps:
-        hostmem.finish_step(sums[-1])
+      if self.after_step is not None:
+        self.after_step(sums[-1])
     for loss_sum, weight_sum in jax.device_get(sums):
       total += float(loss_sum)
       count += float(weight_sum)
@@ -279,8 +279,8 @@ class Trainer:
       while step_no < stop_at and not (stop.requested and step_no == start_step):
         batch = step_lib.global_batch(next(it), self.mesh)
         state, m = self.train_step(state, batch)
-        if self._pace_steps:
-          hostmem.finish_step(state)
+        if self.after_step is not None:
+          self.after_step(state)
         step_no += 1
         pending.append((step_no, m))
         interval_steps += 1
@@ -382,6 +382,12 @@ class Trainer:
     return results
 
 
+def _callable_name(fn: Callable | None) -> str | None:
+  if fn is None:
+    return None
+  return f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
 def _progress_bar(enabled: bool, start: int, total: int):
   if not enabled:
     return None
@@ -389,9 +395,13 @@ def _progress_bar(enabled: bool, start: int, total: int):
   return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, smoothing=0.1)
 
 
-def train(cfg: Config, workdir: str | pathlib.Path, *, max_steps: int | None = None) -> dict[str, Any]:
-  """Trains one run in workdir, resuming it if it was started before; returns its results."""
-  trainer = Trainer(cfg, workdir)
+def train(cfg: Config, workdir: str | pathlib.Path, *, max_steps: int | None = None,
+          after_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
+  """Trains one run in workdir, resuming it if it was started before; returns its results.
+
+  after_step: called after each compiled step (see Trainer), e.g. abcjax.cpu_tuning.pacing().
+  """
+  trainer = Trainer(cfg, workdir, after_step)
   try:
     return trainer.run(max_steps=max_steps)
   finally:

@@ -1,27 +1,41 @@
-"""Host allocator settings for XLA:CPU: keep freed memory in the process instead of unmapping it.
+"""CPU tuning, opt-in: allocator settings, step pacing and the hand-written backward passes.
 
-XLA:CPU allocates every train step's temporaries afresh (1.5 GB a step for GPT tiny at batch 64 x
-256). glibc serves blocks that large with mmap and returns them with munmap, so each step touches
-fresh pages: ~380,000 page faults a step, and matmuls that write big outputs run at half speed.
-With one arena, no mmap and no trimming, glibc reuses the same heap memory every step (0 faults
-after the first steps). Measured on 2 CPU cores: GPT +20-30% tokens/s, LSTM +10-15% (BUILD_NOTES,
-Speed). The cost: the process keeps its peak heap until it exits.
+The library runs plain JAX by default. The experiment entry points turn these on for themselves;
+code that imports abcjax opts in the same way:
 
-One more thing keeps that heap small: XLA:CPU frees a step's temporaries (one block, 1.45 GB for
-GPT tiny) on a worker thread just after the step's outputs are ready, and a step launched at once
-allocates its own block first. glibc cannot hand back memory that is still in use, so the heap grows
-by a whole block each time that happens: 1.9 GB -> 7.4 GB over the first 40 GPT-tiny steps, each
-growth a step of ~375,000 page faults (2.5 s). `finish_step` waits for a step and yields 1 ms,
-which lets the free land first: the heap stays at one block and the faults stop (BUILD_NOTES, Speed).
-The trainer and the benchmark call it on CPU when these settings are on (`paces_steps`).
+  from abcjax import cpu_tuning
+  cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)  # at the top, before jax is imported
+  cfg = cfg.replace(cpu_backward=cpu_tuning.cpu_backward())
+  loop.train(cfg, workdir, after_step=cpu_tuning.pacing())
 
-glibc reads these variables only at process start, so the experiment entry points re-execute
-themselves once with them set (`reexec_with_tuned_malloc`). Code that imports abcjax into its own
-program sets them itself: `env MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=1099511627776 python my_script.py`. ABCJAX_TUNE_MALLOC=0 turns it off.
-Machines with an accelerator (a GPU or TPU device node, or JAX_PLATFORMS naming one) are left
-alone: their steps do not run on the host's allocator, and it was not measured there.
-This module imports nothing heavy: it runs before jax is loaded.
+Allocator. XLA:CPU allocates every train step's temporaries afresh (1.5 GB a step for GPT tiny at
+batch 64 x 256). glibc serves blocks that large with mmap and returns them with munmap, so each
+step touches fresh pages: ~380,000 page faults a step, and matmuls that write big outputs run at
+half speed. With one arena, no mmap and no trimming (MALLOC_ENV), glibc reuses the same heap
+memory every step (0 faults after the first steps). Measured on 2 CPU cores: GPT +20-30% tokens/s,
+LSTM +10-15% (BUILD_NOTES, Speed). The cost: the process keeps its peak heap until it exits.
+glibc reads these variables only at process start, so an entry point re-executes itself once with
+them set (`reexec_with_tuned_malloc`), or a script is started with them: `env MALLOC_ARENA_MAX=1
+MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776 python my_script.py`.
+ABCJAX_TUNE_MALLOC=0 turns the restart off. Machines with an accelerator (a GPU or TPU device
+node, or JAX_PLATFORMS naming one) are left alone: their steps do not run on the host's allocator,
+and it was not measured there.
+
+Pacing. XLA:CPU frees a step's temporaries (one block, 1.45 GB for GPT tiny) on a worker thread
+just after the step's outputs are ready, and a step launched at once allocates its own block first.
+glibc cannot hand back memory that is still in use, so the kept heap grows by a whole block each
+time that happens: 1.9 GB -> 7.4 GB over the first 40 GPT-tiny steps, each growth a step of
+~375,000 page faults (2.5 s). `finish_step` waits for a step and yields 1 ms, which lets the free
+land first: the heap stays at one block and the faults stop (BUILD_NOTES, Speed). `pacing()` gives
+it as the trainer's and the benchmark's `after_step` hook where the heap is kept.
+
+Backward passes. `cpu_backward()` is the value of the model config's `cpu_backward` field for this
+process: true on one CPU device, where the hand-written backward passes of the Dense weight
+gradient and the LSTM recurrence were measured faster (abcjax/models/layers.py, lstm.py). The
+entry points set it in experiments/common.py; `--config.model.cpu_backward=false` turns it
+off there.
+
+This module imports nothing heavy at import time: it runs before jax is loaded.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import os
 import platform
 import sys
 import time
+from typing import Any, Callable
 
 MALLOC_ENV = {
     "MALLOC_ARENA_MAX": "1",        # every thread in the main arena, which grows without a cap
@@ -78,7 +93,8 @@ def paces_steps() -> bool:
 
 def finish_step(outputs) -> None:
   """Waits for a step's outputs, then yields STEP_GAP_S so XLA frees the step's temporaries before
-  the next step allocates its own (see the module docstring). Call it where `paces_steps()`.
+  the next step allocates its own (see the module docstring). The trainer's `after_step` hook
+  where `paces_steps()`.
 
   Costs 1 ms a step (0.1% of a GPT-tiny step at batch 64 x 256, ~3% of the CPU preset's smallest,
   ~30 ms) and the overlap of loading the next batch with the step. 1 ms was measured on an idle
@@ -89,6 +105,24 @@ def finish_step(outputs) -> None:
 
   jax.block_until_ready(outputs)
   time.sleep(STEP_GAP_S)
+
+
+def pacing() -> Callable[[Any], None] | None:
+  """The `after_step` hook for the trainer and the benchmark: `finish_step` where `paces_steps()`,
+  else None (steps run back to back)."""
+  return finish_step if paces_steps() else None
+
+
+def cpu_backward() -> bool:
+  """The `cpu_backward` config value for this process: true on one CPU device.
+
+  With several devices the batch axis is sharded, and flattening a time-major [L, B, D] array
+  would merge it with time and gather the activations onto every device; autodiff keeps them
+  sharded there. Accelerators were not measured with them.
+  """
+  import jax
+
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
 def tuned_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -147,4 +181,4 @@ def reexec_with_tuned_malloc(module_name: str, module_file: str) -> None:
               {**tuned_environ(), _RESTARTED: "1"})
   except OSError as e:
     print(f"warning: could not restart with the allocator settings ({e}); going on without them "
-          "(abcjax/hostmem.py)", file=sys.stderr, flush=True)
+          "(abcjax/cpu_tuning.py)", file=sys.stderr, flush=True)
