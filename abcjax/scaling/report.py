@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 import matplotlib.ticker
@@ -12,7 +12,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from abcjax.scaling.fit import PowerLaw, SaturatingPowerLaw, fit_power_law, fit_saturating_power_law
+from abcjax.scaling.fit import (FlopsPerToken, JointScalingLaw, PowerLaw, SaturatingPowerLaw,
+                                SeededPowerLaw, compute_optimal, fit_power_law,
+                                fit_saturating_power_law, point_flops)
 
 RESULT_COLUMNS = ("size", "params", "non_embedding_params", "tokens", "final_train_loss",
                   "best_val_loss", "test_loss", "bits_per_char", "wall_time_s", "tokens_per_s",
@@ -53,11 +55,11 @@ def fits(rows: Sequence[dict[str, Any]]) -> tuple[PowerLaw | None, SaturatingPow
   return simple, saturating
 
 
-def _new_axes(figsize: tuple[float, float]):
+def _new_axes(figsize: tuple[float, float], ncols: int = 1):
   """A figure on its own Agg canvas, not pyplot's: the caller's backend and figures stay as is."""
   fig = Figure(figsize=figsize)
   FigureCanvasAgg(fig)
-  return fig, fig.subplots()
+  return fig, fig.subplots(1, ncols)
 
 
 def _save(fig: Figure, path) -> None:
@@ -185,4 +187,148 @@ def comparison_summary(by_arch: dict[str, list[dict[str, Any]]]) -> str:
     t = (f"{saturating.e:>9.4f}{saturating.alpha:>11.4f}{saturating.r2:>8.4f}"
          if saturating else f"{'n/a':>28}")
     lines.append(f"{arch:<6}{len(rows):>6}{s}{t}{best:>10.4f}")
+  return "\n".join(lines) + "\n"
+
+
+def _ci_text(ci: tuple[float, float], fmt: str = ".4g") -> str:
+  return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def plot_seeded_power_laws(fits: Mapping[str, SeededPowerLaw], path, title: str) -> None:
+  """Loss against parameters, log-log: each size's mean ± std over seeds, the fitted line and
+  its 95% band, one colour per entry of `fits` (e.g. {"gpt": ..., "lstm": ...})."""
+  fig, ax = _new_axes((6.5, 4.5))
+  cycle = matplotlib.colormaps["tab10"]
+  for i, (label, fit) in enumerate(fits.items()):
+    color = COLORS.get(label, cycle(i))
+    n = np.array([s.n for s in fit.sizes])
+    mean = np.array([s.mean for s in fit.sizes])
+    std = np.nan_to_num(np.array([s.std for s in fit.sizes]))
+    ax.errorbar(n, mean, yerr=std, fmt="o", color=color, capsize=3, zorder=3,
+                label=f"{label}: mean ± std over seeds")
+    grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 100)
+    ax.plot(grid, fit(grid), "-", color=color,
+            label=f"{label}: {fit.a:.3g}·N^-{fit.alpha:.3f}, alpha 95% "
+                  f"{_ci_text(fit.alpha_ci95, '.3f')} (R²={fit.r2:.3f})")
+    low, high = fit.band(grid)
+    ax.fill_between(grid, low, high, color=color, alpha=0.2, lw=0, label=f"{label}: 95% band")
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  _plain_y_ticks(ax)
+  ax.set_xlabel("parameters N")
+  ax.set_ylabel("validation loss (nats/char)")
+  ax.set_title(title)
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3, which="both")
+  _save(fig, path)
+
+
+def _size_flops_per_token(fit: JointScalingLaw, flops_per_token: FlopsPerToken, n: float) -> float:
+  """FLOPs per token of the model of size n, under the same rule as compute_optimal."""
+  if callable(flops_per_token):
+    return float(np.asarray(flops_per_token(np.array([n])))[0])
+  values = np.asarray(flops_per_token, dtype=np.float64)
+  if values.ndim == 0:
+    return float(values) * n
+  points_n = np.array([p[0] for p in fit.points])
+  return float(np.mean(values[points_n == n]))
+
+
+def plot_joint_fit(fit: JointScalingLaw, path, title: str, *,
+                   flops_per_token: FlopsPerToken = 6.0) -> None:
+  """The fit of L(N, D) in two panels. Left: loss against training tokens, the runs as points
+  and the fitted curve of each model size. Right: loss against compute, the same runs and
+  curves, the compute-optimal frontier L(N_opt(C), D_opt(C)) with its 95% band, and N_opt(C) with
+  its band on the right-hand axis."""
+  fig, (left, right) = _new_axes((12, 4.8), ncols=2)
+  points = np.array(fit.points)
+  n, d, loss = points.T
+  flops = point_flops(fit, flops_per_token)
+  sizes = np.unique(n)
+  cmap = matplotlib.colormaps["viridis"]
+  d_grid = np.geomspace(d.min() / 2, d.max() * 2, 100)
+  for i, size in enumerate(sizes):
+    color = cmap(i / max(1, len(sizes) - 1))
+    here = n == size
+    label = f"N = {size:.3g}"
+    left.scatter(d[here], loss[here], color=color, s=18, zorder=3, label=label)
+    left.plot(d_grid, fit(size, d_grid), "-", color=color, lw=1)
+    right.scatter(flops[here], loss[here], color=color, s=18, zorder=3)
+    right.plot(_size_flops_per_token(fit, flops_per_token, size) * d_grid, fit(size, d_grid),
+               "-", color=color, lw=1, alpha=0.6)
+  for ax in (left, right):
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_y_ticks(ax)
+    ax.set_ylabel("loss (nats/char)")
+    ax.grid(alpha=0.3, which="both")
+  left.set_xlabel("training tokens D")
+  left.set_title(f"{title}: E={fit.e:.3g}, alpha={fit.alpha:.3f}, beta={fit.beta:.3f}", fontsize=9)
+  left.legend(fontsize=7)
+
+  budgets = np.geomspace(flops.min() / 2, flops.max() * 10, 60)
+  optimal = compute_optimal(fit, budgets, flops_per_token=flops_per_token)
+  frontier = np.array([o.loss for o in optimal])
+  band = np.array([o.loss_ci95 for o in optimal])
+  right.plot(budgets, frontier, "k-", lw=2, label="compute-optimal loss")
+  if np.all(np.isfinite(band)):
+    right.fill_between(budgets, band[:, 0], band[:, 1], color="k", alpha=0.15, lw=0,
+                       label="95% band")
+  right.set_xlabel("training compute C (FLOPs)")
+  right.set_title(f"compute-optimal frontier: N_opt ~ C^{fit.a_exp:.3f}", fontsize=9)
+  twin = right.twinx()
+  n_opt = np.array([o.n_opt for o in optimal])
+  n_band = np.array([o.n_opt_ci95 for o in optimal])
+  twin.plot(budgets, n_opt, "--", color="tab:red", label="N_opt(C) (right axis)")
+  if np.all(np.isfinite(n_band)):
+    twin.fill_between(budgets, n_band[:, 0], n_band[:, 1], color="tab:red", alpha=0.12, lw=0)
+  twin.set_yscale("log")
+  twin.set_ylabel("compute-optimal parameters N_opt", color="tab:red")
+  handles, labels = right.get_legend_handles_labels()
+  twin_handles, twin_labels = twin.get_legend_handles_labels()
+  right.legend(handles + twin_handles, labels + twin_labels, fontsize=7, loc="upper right")
+  _save(fig, path)
+
+
+def seeded_fit_summary(label: str, fit: SeededPowerLaw) -> str:
+  """A per-size table of the runs (mean, std, standard error over seeds) and the fitted law."""
+  lines = [f"{label}: loss against parameters over seeds",
+           f"{'params':>14}{'seeds':>7}{'mean':>9}{'std':>9}{'stderr':>9}{'sigma_log':>11}"]
+  for s in fit.sizes:
+    lines.append(f"{int(s.n):>14,}{s.seeds:>7}{s.mean:>9.4f}{s.std:>9.4f}{s.stderr:>9.4f}"
+                 f"{s.sigma_log:>11.4f}")
+  lines.append("  " + fit.describe())
+  return "\n".join(lines) + "\n"
+
+
+def joint_fit_summary(fit: JointScalingLaw, *, flops: Sequence[float] | None = None,
+                      flops_per_token: FlopsPerToken = 6.0) -> str:
+  """The fitted L(N, D) with 95% CIs, and the compute-optimal N, D and loss for a few budgets
+  (by default each power of ten from the smallest run's compute to 100 times the largest)."""
+  if flops is None:
+    spent = point_flops(fit, flops_per_token)
+    flops = 10.0 ** np.arange(np.ceil(np.log10(spent.min())), np.floor(np.log10(spent.max())) + 3)
+  lines = [f"L(N, D) = E + A*N^-alpha + B*D^-beta, Huber (delta {fit.huber_delta:g}) fit of log L "
+           f"to {fit.n_points} runs; 95% CIs from {fit.bootstrap} bootstrap resamples of the runs",
+           f"{'':<10}{'value':>12}{'95% CI':>26}"]
+  for name, value, ci in (("E", fit.e, fit.e_ci95), ("A", fit.a, fit.a_ci95),
+                          ("alpha", fit.alpha, fit.alpha_ci95), ("B", fit.b, fit.b_ci95),
+                          ("beta", fit.beta, fit.beta_ci95), ("G", fit.g, fit.g_ci95),
+                          ("a=b/(a+b)", fit.a_exp, fit.a_exp_ci95),
+                          ("b=a/(a+b)", fit.b_exp, fit.b_exp_ci95)):
+    lines.append(f"{name:<10}{value:>12.4g}{_ci_text(ci):>26}")
+  lines.append(f"fit quality: R2 = {fit.r2:.4f}, R2 of log L = {fit.r2_log:.4f}, "
+               f"RMSE of log L = {fit.rmse_log:.4g}, Huber loss = {fit.huber_loss:.4g}")
+  for name, flag in (("alpha", fit.alpha_at_bound), ("beta", fit.beta_at_bound)):
+    if flag:
+      lines.append(f"WARNING: {name} is at the edge of its search range: not an optimum")
+  optimal = compute_optimal(fit, flops, flops_per_token=flops_per_token)
+  lines += ["", f"compute-optimal allocation, C = FLOPs/token * D with FLOPs/token = "
+                f"{optimal[0].flops_per_token}:",
+            f"{'C (FLOPs)':>10}{'N_opt':>11}{'95% CI':>24}{'D_opt':>11}{'95% CI':>24}"
+            f"{'D/N':>8}{'loss':>8}{'95% CI':>18}"]
+  for o in optimal:
+    lines.append(f"{o.flops:>10.3g}{o.n_opt:>11.4g}{_ci_text(o.n_opt_ci95):>24}{o.d_opt:>11.4g}"
+                 f"{_ci_text(o.d_opt_ci95):>24}{o.tokens_per_param:>8.1f}{o.loss:>8.4f}"
+                 f"{_ci_text(o.loss_ci95, '.4f'):>18}")
   return "\n".join(lines) + "\n"
