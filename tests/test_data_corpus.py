@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from abcjax.data import abc_text, corpus, sources
+from abcjax.data import transpose as transposition
 from abcjax.data.abc_text import UNK_CHAR
 from abcjax.data.vocab import Vocab
 
@@ -408,3 +409,78 @@ def test_the_walk_is_sorted_regular_files_and_stays_inside(tmp_path, monkeypatch
 
   monkeypatch.setattr(os, "scandir", ReversedListing)
   assert sources.find_files(root, (".abc",)) == expected  # whatever the listing order
+
+
+_KEYS = ("G", "D", "Ador", "E Minor", "F", "Bb", "D mix", "C")
+
+
+def _keyed_tune(i: int, key: str) -> str:
+  notes = "abcdefg"
+  return (f"X:{i}\nT:Keyed {i}\nM:6/8\nL:1/8\nK:{key}\n"
+          f'|:"G"{notes[i % 7]}B^c d2{notes[(i // 7) % 7]}|=f{{g}}e[DA] B,2c\'|{i % 5 + 1}:|\n')
+
+
+def test_transposed_copies_join_train_only(tmp_path):
+  """Each train tune is followed by its 11 copies; val and test are as without augmentation, and
+  no val/test tune reaches train in any key: neither its copies nor copies of another train tune
+  that is the same melody in another key (such tunes themselves stay, as without copies)."""
+  src = tmp_path / "in"
+  src.mkdir()
+  tunes = [_keyed_tune(i, _KEYS[i % len(_KEYS)]) for i in range(40)]
+  # The same melodies a fourth higher, as other tunes: some copies of the train tunes equal them.
+  tunes += [transposition.transpose_tune(t, 5).replace("X:", "X:10", 1) for t in tunes[:30]]
+  tunes += ["X:98\nT:Pipes\nK:HP\nABc|\n", "X:99\nT:Unkeyed\nK:none\nABc|\n"]
+  (src / "a.abc").write_text("\n".join(tunes))
+  split_fractions = (0.7, 0.15, 0.15)
+  plain = corpus.build_corpus(tmp_path / "plain", source="abc_dir", input_dir=src,
+                              split_fractions=split_fractions, progress=False)
+  assert "transpose" not in plain
+  shifts = transposition.ALL_SHIFTS
+  aug = corpus.build_corpus(tmp_path / "aug", source="abc_dir", input_dir=src, transpose=shifts,
+                            split_fractions=split_fractions, progress=False)
+  for name in ("val.txt", "test.txt"):
+    assert (tmp_path / "aug" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+  plain_splits, aug_splits = _split_tunes(tmp_path / "plain"), _split_tunes(tmp_path / "aug")
+  held_out = set(plain_splits["val"] + plain_splits["test"])
+  train = aug_splits["train"]
+  # Every train tune, then its copies: 12 tunes each, less the copies that were left out.
+  untransposable = sum(("K:HP" in t or "K:none" in t) for t in plain_splits["train"])
+  t_stats = aug["transpose"]
+  # The split put some melodies in train and their fourth in val/test: no copies of those.
+  related = t_stats["train_tunes_matching_val_test"]
+  assert related >= 1 and t_stats["tunes_skipped"]["copy_matches_val_test"] == related
+  assert t_stats["copies_skipped"]["copy_matches_val_test"] == 11 * related
+  assert len(train) == 12 * len(plain_splits["train"]) - 11 * (untransposable + related)
+  assert t_stats["shifts"] == list(shifts) and t_stats["train_tunes"] == len(plain_splits["train"])
+  assert t_stats["copies_added"] == len(train) - len(plain_splits["train"])
+  assert t_stats["tunes_transposed"] == len(plain_splits["train"]) - untransposable - related
+  originals = set(plain_splits["train"])
+  assert [t for t in train if t in originals] == plain_splits["train"]
+  copies_in_train = {u.split("\n", 1)[1] for u in train if u not in originals}
+  for t in held_out:  # no val/test tune among the copies, in any key
+    copies, _ = transposition.transpositions(t, shifts)
+    assert not {t.split("\n", 1)[1], *(c.split("\n", 1)[1] for c in copies.values())} & (
+        copies_in_train)
+  assert aug["splits"]["train"]["tunes"] == len(train)
+  assert {k: v["tunes"] for k, v in aug["splits"].items() if k != "train"} == (
+      {k: v["tunes"] for k, v in plain["splits"].items() if k != "train"})
+  vocab = corpus.load_vocab(tmp_path / "aug")
+  for split in corpus.SPLITS:  # val/test characters missing from train ("K:HP") are UNK
+    text = (tmp_path / "aug" / f"{split}.txt").read_text(encoding="utf-8")
+    assert vocab.decode(corpus.load_split(tmp_path / "aug", split)) == "".join(
+        c if c in vocab.token_to_id or c == "\n" else UNK_CHAR for c in text)
+  rows = [r for r in _rejects(tmp_path / "aug") if r["reason"].startswith("transpose_")]
+  reasons = {r["reason"] for r in rows}
+  assert {f"transpose_{r}" for r in t_stats["tunes_skipped"]} == reasons
+  assert sum(r["reason"] == "transpose_copy_matches_val_test" for r in rows) == related
+  assert not (tmp_path / "aug" / ".train.spool").exists()
+
+
+def test_transpose_argument_is_checked_before_anything_is_removed(tmp_path, abc_dir):
+  out = tmp_path / "out"
+  corpus.build_corpus(out, source="abc_dir", input_dir=abc_dir, progress=False)
+  before = {p.name: p.read_bytes() for p in out.iterdir()}
+  for bad in ((0, 2), (2, 2), (1.5,)):
+    with pytest.raises(ValueError, match="--transpose="):
+      corpus.build_corpus(out, source="abc_dir", input_dir=abc_dir, transpose=bad, progress=False)
+  assert {p.name: p.read_bytes() for p in out.iterdir()} == before

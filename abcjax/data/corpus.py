@@ -8,8 +8,18 @@ Folder layout (what `build_corpus` writes):
   vocab.json                   built from the train split
   stats.json                   counts, rejects by reason, UNK characters, lengths, timing (written last)
   rejects.tsv                  one row per rejected file or tune, plus "kept, not rejected" rows
-                               for files decoded as latin-1 or with text before their first X:
+                               for files decoded as latin-1 or with text before their first X:,
+                               and for train tunes left without some transposed copy
   midi_abc_cache/              midi2abc results, for the midi_dir source only
+
+Transposition (`transpose=`, prepare_data's --transpose): after the split, each train tune is
+followed in train.txt by its copies moved by the given semitone shifts (`transpose.py`); val and
+test stay as they are, so no copy of a val/test tune reaches train. A copy is skipped, and counted
+by reason in stats.json ("transpose") and rejects.tsv ("transpose_<reason>"), when the tune cannot
+be moved (K:none, K:HP, percussion, a key or accidental beyond ABC's range), and a train tune
+gets no copies when it is a val/test tune in another key or octave (apart from its X: line; see
+`transpose.canonical_form`). The vocabulary comes from the train split with its copies.
+Without transposition, stats.json has no "transpose" entry and every file is as before.
 """
 
 from __future__ import annotations
@@ -24,13 +34,13 @@ import re
 import shutil
 import tempfile
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import tqdm
 
 from abcjax import atomic
-from abcjax.data import abc_text, sources
+from abcjax.data import abc_text, sources, transpose as transposition
 from abcjax.data.vocab import Vocab
 
 SPLITS = ("train", "val", "test")
@@ -53,19 +63,30 @@ def _check_fractions(fractions) -> None:
     raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1; got {fractions}")
 
 
-def _split_indices(n: int, fractions, seed: int) -> dict[str, np.ndarray]:
-  """Disjoint, sorted tune indices per split, a pure function of (n, fractions, seed).
+def _split_indices(n: int, fractions, seed: int,
+                   groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """Disjoint, sorted tune indices per split, a pure function of (n, fractions, seed, groups).
 
   val and test get round(fraction * n) tunes, and at least one when their fraction is positive
-  (training evaluates on both), so a corpus of 50 tunes or fewer still has them.
+  (training evaluates on both), so a corpus of 50 tunes or fewer still has them. With `groups`
+  (a group number per tune, numbered in order of first appearance), whole groups are split
+  instead: the fractions then count groups, and a group's tunes share a split.
   """
   _check_fractions(fractions)
-  perm = np.random.default_rng(seed).permutation(n)
-  n_val, n_test = (max(round(f * n), 1) if f > 0 else 0 for f in fractions[1:])
-  if n_val + n_test >= n:
-    raise ValueError(f"only {n} tunes survived cleaning: too few for a train split beside "
-                     f"{n_val} val and {n_test} test tunes (split_fractions {list(fractions)})")
+  n_units = n if groups is None else int(groups.max()) + 1 if n else 0
+  perm = np.random.default_rng(seed).permutation(n_units)
+  n_val, n_test = (max(round(f * n_units), 1) if f > 0 else 0 for f in fractions[1:])
+  if n_val + n_test >= n_units:
+    counted, unit = (f"{n} tunes", "tunes") if groups is None else (
+        f"{n} tunes in {n_units} groups", "groups")
+    raise ValueError(f"only {counted} survived cleaning: too few for a train split beside "
+                     f"{n_val} val and {n_test} test {unit} (split_fractions {list(fractions)})")
   parts = {"val": perm[:n_val], "test": perm[n_val:n_val + n_test], "train": perm[n_val + n_test:]}
+  if groups is not None:
+    split_of_group = np.empty(n_units, np.int8)
+    for k, name in enumerate(SPLITS):
+      split_of_group[parts[name]] = k
+    return {name: np.flatnonzero(split_of_group[groups] == k) for k, name in enumerate(SPLITS)}
   # Each split keeps the source order, so the .txt files read like the input.
   return {name: np.sort(parts[name]) for name in SPLITS}
 
@@ -88,6 +109,12 @@ def _char_counts(counter: collections.Counter) -> dict[str, int]:
 
 
 _MIDI_TITLE = re.compile(r"^T: from .*\n", re.MULTILINE)
+
+
+def _music(tune: str, source: str) -> str:
+  # From MIDI, midi2abc's "T: from <file>" title names the file: two copies of one MIDI file
+  # are the same music, so duplicates are found without that line.
+  return _MIDI_TITLE.sub("", tune) if source == "midi_dir" else tune
 
 
 def _digest(text: str) -> bytes:
@@ -193,21 +220,109 @@ def _write_split(out_dir: pathlib.Path, name: str, chunks: Iterator[list[str]], 
   return unk_tokens, not_in_vocab
 
 
-def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int = 0,
-                 dedup: bool = False, split_fractions=(0.98, 0.01, 0.01), workers: int | None = None,
-                 timeout_s: float = 60.0, progress: bool = True,
-                 max_files: int | None = None) -> dict:
+_MATCHES_HELD_OUT = transposition.TransposeError(
+    "copy_matches_val_test", "the tune is a val/test tune in another key or octave")
+
+
+def _key_free_digest(tune: str, source: str) -> bytes | None:
+  """Digest of the tune in the key without accidentals, octaves and X: line left out (None when
+  it has no key to move): equal for one melody written in two keys."""
+  try:
+    canonical = transposition.canonical_form(_music(tune, source))
+  except transposition.TransposeError:
+    return None
+  return _digest(canonical.split("\n", 1)[1])
+
+
+def _held_out_digests(spool: _Spool, indices: np.ndarray, source: str) -> set[bytes]:
+  """`_key_free_digest` of each val/test tune that has a key (16 bytes each)."""
+  digests = set()
+  for chunk in spool.chunks(np.sort(indices)):
+    digests.update(_key_free_digest(tune, source) for tune in chunk)
+  digests.discard(None)
+  return digests
+
+
+def _add_transpositions(spool: _Spool, train_idx: np.ndarray, shifts: tuple[int, ...],
+                        out: _Spool, rejects: _Rejects, forbidden: set[bytes], source: str,
+                        origin, progress: bool) -> tuple[np.ndarray, dict]:
+  """Spools each train tune followed by its transposed copies to `out`, in train order.
+
+  A copy is left out when the tune cannot be moved to that shift. A tune gets no copies when it
+  is a val/test tune in another key or octave (its `_key_free_digest` is in `forbidden`): the
+  copies would repeat that val/test tune in every key, one of them its own. Such train tunes
+  themselves stay, as without transposition, and are counted. Each tune missing a copy gets
+  a rejects.tsv row per reason ("kept, not rejected"). Returns (chars per spooled tune, the
+  stats.json "transpose" entry).
+  """
+  lengths = array.array("q")
+  copies_added = tunes_transposed = held_out_in_other_key = 0
+  copies_skipped, tunes_skipped = collections.Counter(), collections.Counter()
+  bar = tqdm.tqdm(total=len(train_idx), desc="transposing", unit="tune", disable=not progress)
+  positions = iter(train_idx)
+  with bar:
+    for chunk in spool.chunks(train_idx):
+      for tune in chunk:
+        i = next(positions)
+        out.append(tune)
+        lengths.append(len(tune))
+        copies, errors = transposition.transpositions(tune, shifts)
+        if copies and _key_free_digest(tune, source) in forbidden:
+          held_out_in_other_key += 1
+          errors = {s: _MATCHES_HELD_OUT for s in shifts}
+          copies = {}
+        missing = collections.defaultdict(list)  # reason -> [(shift, detail)]
+        for shift in shifts:
+          copy = copies.get(shift)
+          if copy is not None:
+            out.append(copy)
+            lengths.append(len(copy))
+          else:
+            missing[errors[shift].reason].append((shift, errors[shift].detail))
+        added = len(shifts) - sum(map(len, missing.values()))
+        copies_added += added
+        tunes_transposed += added > 0
+        path, tune_index = origin(i)
+        for reason, where in missing.items():
+          copies_skipped[reason] += len(where)
+          tunes_skipped[reason] += 1
+          rejects.add(path, tune_index, f"transpose_{reason}",
+                      f"kept, not rejected: no copy at shift(s) "
+                      f"{','.join(f'{s:+d}' for s, _ in where)}: {where[0][1]}")
+        bar.update()
+  stats = {
+      "shifts": list(shifts),
+      "train_tunes": len(train_idx),
+      "tunes_transposed": tunes_transposed,
+      "copies_added": copies_added,
+      "copies_skipped": dict(copies_skipped),
+      "tunes_skipped": dict(tunes_skipped),  # tunes missing a copy, by reason
+      # Train tunes that equal a val/test tune in another key or octave (or in its own: exact
+      # duplicates across splits), kept as without transposition; their copies are left out.
+      "train_tunes_matching_val_test": held_out_in_other_key,
+  }
+  return np.frombuffer(lengths, np.int64), stats
+
+
+def build_corpus(out_dir, *, source: str = "music21", input_dir=None, input_file=None,
+                 seed: int = 0, dedup: bool = False, split_fractions=(0.98, 0.01, 0.01),
+                 workers: int | None = None, timeout_s: float = 60.0, progress: bool = True,
+                 max_files: int | None = None, transpose: Sequence[int] = ()) -> dict:
   """Reads a source, cleans and splits its tunes, writes the corpus folder, returns the stats.
 
   Bad input files and tunes never stop the build: each is counted by reason in stats.json and
   listed in rejects.tsv. Exact duplicate tunes are counted always and dropped only with dedup=True.
-  `max_files` keeps the first N input files (for quick runs and tests).
+  `max_files` keeps the first N input files (for quick runs and tests; for thesession, N records).
+  `input_file` is The Session's tunes file (source "thesession"). `transpose`: semitone shifts
+  whose copies of each train tune join the train split (`transpose.parse_shifts` reads the flag;
+  `transpose.ALL_SHIFTS` gives all 12 keys); () for none.
 
   Memory does not grow with the corpus's text: files stream from the source one at a time, kept
   tunes are spooled to a file in out_dir, and the splits are written from there in chunks. Per
   kept tune ~60 bytes stay in memory (offset, length, origin, two digests for duplicates; ~180
-  while they are sorted at the end). Disk: the spool (about the corpus size) until the build ends,
-  beside the outputs (text + 2 bytes per token).
+  while they are sorted at the end), plus 16 bytes per train tune or copy when transposing.
+  Disk: the spool (about the corpus size) until the build ends, and with transposition a second
+  one for the train split with its copies, beside the outputs (text + 2 bytes per token).
   """
   start = time.perf_counter()
   out_dir = pathlib.Path(out_dir)
@@ -215,6 +330,18 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
   if source == "music21" and input_dir is not None:
     raise ValueError(f"--input_dir={input_dir} is given but --source=music21 reads music21's own "
                      "files; add --source=abc_dir or --source=midi_dir to read that folder")
+  if source == "thesession" and input_dir is not None:
+    raise ValueError(f"--input_dir={input_dir} is given but --source=thesession reads one file: "
+                     "give The Session's tunes file as --input_file")
+  if source != "thesession" and input_file is not None:
+    raise ValueError(f"--input_file={input_file} is given but only --source=thesession reads a "
+                     f"file (--source={source})")
+  shifts = tuple(transpose)
+  if (not all(isinstance(x, (int, np.integer)) and x != 0 for x in shifts)
+      or len(set(shifts)) != len(shifts)):
+    raise ValueError(f"--transpose={','.join(map(str, shifts))}: shifts must be distinct, "
+                     "non-zero whole semitones (the original is always kept)")
+  shifts = tuple(sorted(int(x) for x in shifts))
   for name, value, ok, allowed in (
       ("max_files", max_files, max_files is None or max_files >= 1, "1 or more (None: every file)"),
       ("workers", workers, workers is None or workers >= 1, "1 or more (None: the CPU count)"),
@@ -228,36 +355,44 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, seed: int 
     raise ValueError(f"--out_dir={out_dir} is the --input_dir: the corpus files (train.txt, ...) "
                      "would replace files of the same names there; give another folder")
   # Arguments are checked (source, folder, files, midi2abc) before an old corpus is removed.
-  files, source_stats = sources.iter_source(source, input_dir=input_dir, cache_root=out_dir,
-                                            workers=workers, timeout_s=timeout_s,
-                                            progress=progress, max_files=max_files)
+  files, source_stats = sources.iter_source(source, input_dir=input_dir, input_file=input_file,
+                                            cache_root=out_dir, workers=workers,
+                                            timeout_s=timeout_s, progress=progress,
+                                            max_files=max_files)
   out_dir.mkdir(parents=True, exist_ok=True)
   for name in OUTPUT_FILES:  # a failed rebuild must not leave old and new files mixed
     (out_dir / name).unlink(missing_ok=True)
   spool, rejects = _Spool(out_dir / ".tunes.spool"), _Rejects(out_dir / "rejects.tsv")
+  train_spool = _Spool(out_dir / ".train.spool") if shifts else None
   try:
-    return _build(out_dir, files, source_stats, spool, rejects, start=start, source=source,
-                  input_dir=input_dir, seed=seed, dedup=dedup, split_fractions=split_fractions,
-                  progress=progress)
+    return _build(out_dir, files, source_stats, spool, rejects, train_spool, start=start,
+                  source=source, input_dir=input_dir, input_file=input_file, seed=seed,
+                  dedup=dedup, split_fractions=split_fractions, shifts=shifts, progress=progress)
   finally:
     # Stops the source too: on Ctrl-C or an error, the MIDI route kills its running converters
     # and drops the queued files.
     files.close()
     spool.close()
+    if train_spool is not None:
+      train_spool.close()
     rejects.close()
     for name in OUTPUT_FILES:  # an interrupted build leaves no half-written file behind
       (out_dir / f"{name}.tmp").unlink(missing_ok=True)
 
 
 def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats: dict,
-           spool: _Spool, rejects: _Rejects, *, start: float, source: str, input_dir, seed: int,
-           dedup: bool, split_fractions, progress: bool) -> dict:
+           spool: _Spool, rejects: _Rejects, train_spool: _Spool | None, *, start: float,
+           source: str, input_dir, input_file, seed: int, dedup: bool, split_fractions,
+           shifts: tuple[int, ...], progress: bool) -> dict:
   file_reasons: collections.Counter = collections.Counter()
   tune_reasons: collections.Counter = collections.Counter()
   policy_unk: collections.Counter = collections.Counter()
   # Per kept tune, in spool order: length, UNK in its music, and where it came from.
   lengths, body_unk = array.array("q"), array.array("b")
   origin_file, origin_tune, origin_paths = array.array("q"), array.array("q"), []
+  # Per kept tune, its group's number when the source groups tunes (The Session: by tune_id).
+  grouped = source in sources.GROUPED_SOURCES
+  origin_group, group_numbers = array.array("q"), {}
   # 16-byte digests of each kept tune and of its text after the X: line, 32 bytes a tune.
   digests, digests_without_x = bytearray(), bytearray()
   files_read = input_bytes = text_chars = tunes_found = latin1_files = preamble_files = 0
@@ -298,9 +433,7 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
         continue
       tune, replaced = abc_text.apply_char_policy(tune)
       policy_unk.update(replaced)
-      # From MIDI, midi2abc's "T: from <file>" title names the file: two copies of one MIDI file
-      # are the same music, so duplicates are found without that line.
-      music = _MIDI_TITLE.sub("", tune) if source == "midi_dir" else tune
+      music = _music(tune, source)
       digests += _digest(music)
       digests_without_x += _digest(music.split("\n", 1)[1])
       spool.append(tune)
@@ -308,6 +441,9 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
       body_unk.append(abc_text.body_has_unk(tune))
       origin_file.append(len(origin_paths) - 1)
       origin_tune.append(index)
+      if grouped:  # a tune without a group is a group of its own
+        group = f.group if f.group is not None else ("tune", len(spool))
+        origin_group.append(group_numbers.setdefault(group, len(group_numbers)))
 
   first = _first_copies(digests)
   duplicates = [(int(i), int(first[i])) for i in np.flatnonzero(first != np.arange(len(first)))]
@@ -318,25 +454,46 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
                   f"same as {origin_paths[origin_file[original]]} tune {origin_tune[original]}")
       keep[i] = False
     tune_reasons["duplicate"] += len(duplicates)
-  rejects.publish()
   if not keep.any():
+    rejects.publish()
     raise ValueError(f"no tune survived cleaning (files rejected: {dict(file_reasons)}, tunes "
                      f"rejected: {dict(tune_reasons)}); see {out_dir / 'rejects.tsv'}")
 
   kept = np.flatnonzero(keep)
   lengths_np = np.frombuffer(lengths, np.int64) if lengths else np.zeros(0, np.int64)
-  split_tunes = {name: kept[idx]
-                 for name, idx in _split_indices(len(kept), split_fractions, seed).items()}
-  vocab = Vocab.build("".join(chunk) for chunk in spool.chunks(split_tunes["train"]))
+  groups = np.frombuffer(origin_group, np.int64)[kept] if grouped else None
+  if groups is not None:  # renumbered in order of first appearance among the kept tunes
+    groups = np.unique(groups, return_inverse=True)[1].reshape(-1)
+  try:
+    split_tunes = {name: kept[idx] for name, idx in
+                   _split_indices(len(kept), split_fractions, seed, groups).items()}
+  except ValueError:  # too few tunes: rejects.tsv shows why
+    rejects.publish()
+    raise
+  if not shifts:
+    rejects.publish()
+  # Each split's tunes in order as (spool, indices, chars per tune).
+  sources_of = {name: (spool, idx, lengths_np[idx]) for name, idx in split_tunes.items()}
+  augment_stats = None
+  if shifts:
+    forbidden = _held_out_digests(spool, np.concatenate([split_tunes["val"], split_tunes["test"]]),
+                                  source)
+    train_lengths, augment_stats = _add_transpositions(
+        spool, split_tunes["train"], shifts, train_spool, rejects, forbidden, source,
+        lambda i: (origin_paths[origin_file[i]], origin_tune[i]), progress)
+    rejects.publish()
+    sources_of["train"] = (train_spool, np.arange(len(train_spool)), train_lengths)
+  train_store, train_idx, _ = sources_of["train"]
+  vocab = Vocab.build("".join(chunk) for chunk in train_store.chunks(train_idx))
   if len(vocab) > np.iinfo(TOKEN_DTYPE).max:
     raise ValueError(f"vocabulary of {len(vocab)} does not fit {TOKEN_DTYPE.__name__}")
   atomic.replace(out_dir / "vocab.json", vocab.save)
   per_split, unk_tokens, not_in_vocab = {}, {}, collections.Counter()
-  for name, idx in split_tunes.items():
+  for name, (store, idx, split_lengths) in sources_of.items():
     # Each tune and its separator: "\n" in the text, EOT in the tokens.
-    n_tokens = int(lengths_np[idx].sum()) + len(idx)
-    unk_tokens[name], missing = _write_split(out_dir, name, spool.chunks(idx), n_tokens, vocab,
-                                                 progress)
+    n_tokens = int(split_lengths.sum()) + len(idx)
+    unk_tokens[name], missing = _write_split(out_dir, name, store.chunks(idx), n_tokens, vocab,
+                                             progress)
     not_in_vocab.update(missing)
     per_split[name] = {"tunes": len(idx), "chars": n_tokens, "tokens": n_tokens}
 
@@ -344,6 +501,7 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
   stats = {
       "source": source,
       "input_dir": None if input_dir is None else str(input_dir),
+      **({"input_file": str(input_file)} if input_file is not None else {}),
       "source_details": source_stats,
       "files_read": files_read,
       "files_kept": files_read - sum(file_reasons.values()),
@@ -361,6 +519,8 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
       "dedup": dedup,
       "splits": per_split,
       "split_fractions": list(split_fractions),
+      **({"split_by": "group"} if grouped else {}),
+      **({"transpose": augment_stats} if shifts else {}),
       "vocab_size": len(vocab),
       "unk": {
           "policy": "printable ASCII + newline kept, tab -> space, anything else -> UNK (U+FFFD in .txt)",

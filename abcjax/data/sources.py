@@ -1,8 +1,10 @@
-"""Corpus sources: music21's embedded ABC files, a folder of .abc files, a folder of MIDI files.
+"""Corpus sources: music21's embedded ABC files, a folder of .abc files, a folder of MIDI files,
+The Session's data dump (`thesession.py`).
 
-Each source yields `RawFile`s in a fixed order (sorted paths): the ABC bytes of one input file, or
-why there are none. They are produced one at a time, so a corpus far larger than memory (the Lakh
-MIDI Dataset converts to ~41G characters) streams through. Decoding and cleaning happen later, in
+Each source yields `RawFile`s in a fixed order (sorted paths, or file order): the ABC bytes of one
+input file (for The Session, of one tune setting), or why there are none. They are produced one at
+a time, so a corpus far larger than memory (the Lakh MIDI Dataset converts to ~41G characters)
+streams through. Decoding and cleaning happen later, in
 `corpus.py`, identically for every source.
 """
 
@@ -23,7 +25,10 @@ from typing import Iterator
 
 import tqdm
 
-SOURCES = ("music21", "abc_dir", "midi_dir")
+from abcjax.data import thesession
+
+SOURCES = ("music21", "abc_dir", "midi_dir", "thesession")
+GROUPED_SOURCES = ("thesession",)  # whose RawFile.group keeps related tunes in one split
 ABC_SUFFIXES = (".abc",)
 MIDI_SUFFIXES = (".mid", ".midi")
 # The converter binary; tests point this at a stand-in script.
@@ -39,6 +44,7 @@ class RawFile:
   reason: str | None = None  # why data is None
   detail: str = ""
   input_bytes: int = 0  # size of the input file (the .mid for MIDI)
+  group: str | None = None  # tunes of one group share a split (The Session: a tune's settings)
 
 
 def _input_dir_error(input_dir, message: str) -> ValueError:
@@ -299,14 +305,28 @@ def _convert_in_order(converter: _MidiConverter, paths: list[pathlib.Path], work
   count()
 
 
-def iter_source(source: str, *, input_dir=None, cache_root=None, workers: int | None = None,
-                timeout_s: float = 60.0, progress: bool = True,
+def _settings_as_files(settings) -> Iterator[RawFile]:
+  try:
+    for s in settings:
+      data = None if s.tune is None else s.tune.encode("utf-8")
+      yield RawFile(s.path, data, s.reason, s.detail, len(data or b""), s.group)
+  finally:
+    settings.close()  # the CSV file, when the build stops early
+
+
+def iter_source(source: str, *, input_dir=None, input_file=None, cache_root=None,
+                workers: int | None = None, timeout_s: float = 60.0, progress: bool = True,
                 max_files: int | None = None) -> tuple[Iterator[RawFile], dict]:
   """The raw files of one source, one at a time, plus source-specific statistics.
 
-  Bad arguments (unknown source, missing folder, no matching files, no midi2abc) raise here, before
-  anything is read. The statistics dict is complete once the iterator is exhausted.
+  Bad arguments (unknown source, missing folder or file, no matching files, no midi2abc, a tunes
+  file of the wrong format) raise here, before anything is read. The statistics dict is complete
+  once the iterator is exhausted.
   """
+  if source == "thesession":
+    stats: dict = {}
+    settings = thesession.iter_settings(input_file, stats, progress=progress, max_files=max_files)
+    return _settings_as_files(settings), stats
   if source == "music21":
     root, paths = music21_paths()
     return iter_files(root, paths[:max_files], progress), {"root": str(root)}
