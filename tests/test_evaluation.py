@@ -1,140 +1,20 @@
-"""Tests of abcjax.evaluation: checker, MIDI conversion, abc2midi, statistics, memorization, driver."""
+"""Tests of abcjax.evaluation: MIDI conversion, abc2midi, statistics, memorization, driver (the
+checker's own tests are in test_abc_checker.py)."""
 
 import csv
 import json
 import shutil
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from abcjax.evaluation import abc_checker, evaluate, memorization, midi, music_stats
+from abcjax.evaluation import evaluate, memorization, midi, music_stats
+from tests.test_abc_checker import ARCHIVE_STYLE, INVALID_TUNES, VALID_TUNES
 from tests.tiny_corpus import build_tiny_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-
-VALID_TUNES = {
-    'pickup_repeats_endings': """X:1
-T:Pickup, repeats and endings
-M:6/8
-L:1/8
-K:G
-D|:G2B d2B|c2A F2D|G2B d2g|1 f2d c2D:|2 f2d g2||
-|:g|f2d c2A|B3 G2:|
-""",
-    'tuplets_chords_grace': """X:2
-T:Tuplets, chords, grace notes
-M:4/4
-L:1/8
-K:D
-(3ABc d2 [DFA]2 {g}f2|[d2f2] (3:2:3e/f/g/ a4 {ag}f2|(5ABcde d2 z2 [CEG]|[A,4E4A4] z4|]
-""",
-    'broken_rhythm_decorations': """X:3
-T:Broken rhythm, decorations, chord symbols
-M:2/4
-L:1/16
-K:Ador
-"Am"A3B c>d e<f|!trill!g4 ~e4|.A2.B2 "G"Td>>e G2|"^fine"HA8|]
-""",
-    'inline_fields_and_M_C': """X:4
-T:Inline fields, M:C, M:C|, lyrics, parts
-M:C
-K:F
-P:A
-F2 A2 c4|d2 c2 A4|[M:3/4] F2 A2 c2|[L:1/4] d c A|\\
-[M:C|][L:1/8] F4 A4|
-w:some words here
-P:B
-[K:Bb] B2 d2 f4|e2 d2 B4|]
-""",
-    'multi_bar_rest_and_default_L': """X:5
-T:Default L is 1/16 below 3/4
-M:2/4
-K:Em
-E4 F4|G8|Z2|B2A2 G2F2|E8|]
-""",
-}
-
-INVALID_TUNES = {
-    'missing_X': "T:no index\nM:4/4\nK:C\nCDEF GABc|\n",
-    'X_not_first': "T:title first\nX:1\nM:4/4\nK:C\nCDEF GABc|\n",
-    'missing_K': "X:1\nT:no key\nM:4/4\nL:1/8\nCDEF GABc|\n",
-    'bad_header_field': "X:1\nT:t\nY:unknown field\nK:C\nCDEF GABc|\n",
-    'header_after_K': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GABc|\nO:Ireland\ncdef gabc'|\n",
-    'empty_body': "X:1\nT:t\nM:4/4\nK:C\n",
-    'tokenize_error': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF G\u00a4Bc|\n",
-    'unclosed_chord': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF [GBd c2|\n",
-    'unclosed_grace': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF {ga GABc|\n",
-    'unclosed_chord_symbol': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n\"Am CDEF GABc|\n",
-    'bad_tuplet': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GA(3B|\n",
-    'bad_broken_rhythm': "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n>CDEF GABc|\n",
-    'bad_meter': "X:1\nT:t\nM:3/x\nL:1/8\nK:C\nCDE|\n",
-    'bad_unit_length': "X:1\nT:t\nM:3/4\nL:0\nK:C\nCDE|\n",
-    'bad_key': "X:1\nT:t\nM:3/4\nL:1/8\nK:Q\nCDEFGA|\n",
-    'bad_note_length': "X:1\nT:t\nM:3/4\nL:1/8\nK:C\nC0DEFGA|\n",
-    # bar 3 of 5 is an eighth short: no tolerance explains it and the tune is too short for a slip
-    'bar_duration': "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nGAB cde|dcB AGF|GAB cd|edc BAG|G6|]\n",
-}
-
-
-@pytest.mark.parametrize('name', sorted(VALID_TUNES))
-def test_checker_accepts_valid_tunes(name):
-  result = abc_checker.check_tune(VALID_TUNES[name])
-  assert result.valid, result.message
-  assert result.reason == '' and result.notes > 0 and result.bars > 0
-
-
-@pytest.mark.parametrize('reason', sorted(INVALID_TUNES))
-def test_checker_rejects_with_reason(reason):
-  result = abc_checker.check_tune(INVALID_TUNES[reason])
-  assert not result.valid
-  assert result.reason == reason, result.message
-
-
-def test_checker_header_summary_and_counts():
-  result = abc_checker.check_tune(VALID_TUNES['tuplets_chords_grace'])
-  assert (result.key, result.meter, result.unit_length, result.title) == (
-      'D', '4/4', '1/8', 'Tuplets, chords, grace notes')
-  assert result.bars == 4
-
-
-def test_bar_check_is_not_vacuous():
-  good = "X:1\nT:t\nM:3/4\nL:1/8\nK:G\nGAB cde|dcB AGF|GAB cde|edc BAG|G6|]\n"
-  assert abc_checker.check_tune(good).valid
-  long_bar = good.replace('dcB AGF', 'dcB AGFE')
-  assert abc_checker.check_tune(long_bar).reason == 'bar_duration'
-  wrong_tuplet = good.replace('GAB cde|edc', '(3GAB cde|edc')  # 2/3 of a beat short mid-tune
-  assert abc_checker.check_tune(wrong_tuplet).reason == 'bar_duration'
-  garbage = 'X:1\nT:t\nK:C\n' + 'qw#e$r%t^y&u*i(o)p' * 5
-  assert not abc_checker.check_tune(garbage).valid
-
-
-def test_bar_check_tolerances():
-  # a slip (one odd bar) is forgiven in a long tune but not with the strict rate
-  bars = ['GAB cde'] * 15 + ['GAB cd']
-  tune = 'X:1\nT:t\nM:3/4\nL:1/8\nK:G\n' + '|'.join(bars[:8]) + '|\n' + \
-      '|'.join(bars[8:]) + '|G6|]\n'
-  relaxed = abc_checker.check_tune(tune)
-  assert relaxed.valid and relaxed.irregular_bars == 1
-  assert abc_checker.check_tune(tune, irregular_bar_rate=Fraction(0)).reason == 'bar_duration'
-  # an unmarked change of meter by whole beats, and a bar carried across lines (Essen style)
-  essen = 'X:1\nT:t\nM:3/4\nL:1/8\nK:F\nAG | F2F2AB | AGG2\nFD | C2FABc | F4 | A6 |]\n'
-  result = abc_checker.check_tune(essen, irregular_bar_rate=Fraction(0))
-  assert result.valid and result.irregular_bars == 0, result.message
-
-
-def test_default_unit_length_rule():
-  assert abc_checker.default_unit_length(Fraction(2, 4)) == Fraction(1, 16)
-  assert abc_checker.default_unit_length(Fraction(3, 4)) == Fraction(1, 8)
-  assert abc_checker.parse_meter('C|') == Fraction(1) and abc_checker.parse_meter('none') is None
-
-
-def test_split_tunes():
-  text = 'X:1\nT:a\nK:C\nC|\n\nX:2\nT:b\nK:C\nD|\n'
-  assert [t.splitlines()[1] for t in abc_checker.split_tunes(text)] == ['T:a', 'T:b']
-
 
 # A real Essen tune (essenFolksong, X:613 "Wahre Freundschaft soll nicht wanken"), shrunk. Its
 # bars run across lines, so music21's reBar splits them and shares one TimeSignature object.
@@ -223,6 +103,28 @@ def test_abc2midi_cross_check():
 def test_abc2midi_unavailable(monkeypatch):
   monkeypatch.setattr(midi.shutil, 'which', lambda name: None)
   assert midi.abc2midi_check('X:1\nK:C\nC|\n') == midi.Abc2MidiResult(available=False)
+
+
+def test_abc2midi_messages_sorted_into_hard_and_soft_errors():
+  tune = ('X:1\nT:t\nI:papersize A4\nM:2/4\nL:1/8\nK:G\n"fine"GABc|~(dcd) e|\n'
+          'N:a note ABC 2.1 allows here\nO:Ireland\n=|\n')
+  output = '\n'.join([
+      '4.84 January 20 2023 abc2midi',
+      "Error in line-char 3-0 : I: key ' papersize' not recognized",
+      'Error in line-char 7-0 : Guitar chord does not start with A-G or a-g',
+      'Error in line-char 7-11 : Malformed note : expecting a-g or A-G',  # at ~( : a decoration
+      'Error in line-char 10-0 : Malformed note : expecting a-g or A-G',  # at = : no note
+      'Error in line-char 8-0 : Field not allowed in tune body',  # N: is allowed there
+      'Error in line-char 9-0 : Field not allowed in tune body',  # O: is not
+      'Warning in line-char 7-12 : Track 0 Bar 1 has 3 time units while the time signature has 4',
+      'Error in line-char 10-2 : Unrecognized character: %'])
+  result = midi.classify_abc2midi_output(output, tune)
+  assert [e.split(' : ')[0][-4:] for e in result.errors] == ['10-0', ' 9-0', '10-2']
+  assert len(result.soft_errors) == 4 and result.ok is False
+  assert result.warnings == 1 + 4
+  clean = midi.classify_abc2midi_output('\n'.join(output.splitlines()[:4]), tune)
+  assert clean.ok and clean.errors == []
+  assert midi._for_abc2midi('X:1\nK:C\nCD[|]EF "D.S."[|]|]') == 'X:1\nK:C\nCD|EF "D.S."|]\n'
 
 
 def test_tune_stats_uses_key_signature_and_bar_accidentals():
@@ -352,6 +254,44 @@ def test_summary_with_baseline():
   assert summary['per_kind']['cond']['valid_pct'] == 0.0
   text = evaluate.summary_text(summary)
   assert 'baseline (real)' in text and '99.2' in text
+
+
+def test_a_collection_s_warnings_and_a_missing_abc2midi_are_reported(tmp_path, monkeypatch):
+  """Unknown fields and free text are warnings on their rows and counted in the summary; without
+  abc2midi the rows and the summary say so instead of leaving its verdict blank."""
+  monkeypatch.setattr(midi.shutil, 'which', lambda name: None)
+  path = tmp_path / 'archive.abc'
+  path.write_text('Reels and jigs from a public archive.\n\n' + ARCHIVE_STYLE)
+  rows = evaluate.evaluate_files([path], tmp_path / 'out')
+  assert [(r['valid'], r['warnings']) for r in rows] == [(True, 'free_text unknown_field'),
+                                                        (True, 'unknown_field')]
+  assert 'Y: at line 9' in rows[0]['warning_detail']
+  assert [(r['abc2midi_ok'], r['abc2midi_agrees']) for r in rows] == [('not_found', '')] * 2
+  assert [r['abc2midi_ok'] for r in evaluate.read_results(tmp_path / 'out' / 'results.csv')] == [
+      'not_found'] * 2
+  summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+  assert summary['valid_pct'] == 100.0 and summary['reasons'] == {}
+  assert summary['warnings'] == {'unknown_field': 2, 'free_text': 1}
+  assert summary['abc2midi'].startswith('not found') and summary['abc2midi_agreement_pct'] is None
+  assert 'abc2midi: not found' in (tmp_path / 'out' / 'summary.txt').read_text()
+
+
+def test_summary_names_each_disagreement_with_abc2midi():
+  def row(valid, reason, abc2midi_ok, errors=''):
+    return {'file': 'a', 'kind': 'file', 'valid': valid, 'reason': reason, 'converted': True,
+            'study_valid': True, 'strict_valid': valid, 'abc2midi_ok': abc2midi_ok,
+            'abc2midi_errors': errors, 'error': '', 'warnings': '', 'longest_shared_run': '',
+            'copies_line': ''}
+  rows = [row(True, '', True), row(False, 'bar_duration', True),
+          row(True, '', False, 'Error in line-char 12-17 : Unrecognized character: 2 | Error x'),
+          row(False, 'unclosed_chord', False, 'Error in line-char 3-4 : Chord already finished'),
+          row(True, '', evaluate.ABC2MIDI_NOT_FOUND)]
+  summary = evaluate.summarize(rows)
+  assert summary['abc2midi_checked'] == 4 and summary['abc2midi_agreement_pct'] == 50.0
+  assert summary['abc2midi_disagreements'] == {
+      'checker bar_duration, abc2midi ok': 1,
+      'checker valid, abc2midi Unrecognized character: 2': 1}
+  assert 'checker vs abc2midi disagreements' in evaluate.summary_text(summary)
 
 
 def test_evaluate_files_replaces_an_earlier_evaluation(tmp_path, monkeypatch):

@@ -51,10 +51,10 @@ def test_conditional_prompt_is_header_and_opening_bars():
 
 def test_prompt_pool_leaves_out_tunes_the_checker_rejects():
   good = "X:1\nT:A\nM:4/4\nL:1/8\nK:G\nGABc dedB|dedB dedB|\n"
-  no_q = "X:2\nT:B\nM:6/8\nL:1/8\n3/8=120\nK:D\nfed cBA|\n"  # a tempo line missing its Q:
-  usable, skipped = valid_prompt_tunes([good, no_q, good])
+  early = "X:2\nT:B\nM:6/8\nL:1/8\nfed cBA|\nK:D\nfed cBA|\n"  # music before its K: line
+  usable, skipped = valid_prompt_tunes([good, early, good])
   assert usable == [good, good]
-  assert skipped == {"bad_header_field": 1}
+  assert skipped == {"music_before_K": 1}
 
 
 def test_sample_eval_on_a_tiny_trained_checkpoint(tmp_path, trained_run):

@@ -1,9 +1,31 @@
 """A syntax checker for one ABC tune (ABC 2.1, the constructs music21's corpus uses).
 
 Three stages:
-  1. header: lines from `X:` to `K:` must be fields, `X:` first, `K:` closes the header;
+  1. `_split_header`: the tune runs from `X:` to its first empty line (ABC 2.1 section 2.2); `X:`
+     comes first and the first `K:` closes the header. Header rules, as ABC 2.1 states them:
+     - fields ABC 2.1 does not define (`Y:`, `E:`, `J:`, ...) are ignored with a warning, in the
+       header and in the body (section 3: "programs ... must ignore" them);
+     - a field only the header may hold (`O:`, `C:`, `Z:`, ... section 3's table) is an error in the
+       body (`header_after_K`), a body-only field (`w:`, `s:`) in the header (`misplaced_field`);
+       `X:` in the body is a second tune run on without an empty line (`header_after_K`);
+     - `+:` continues the field line before it (comments and `%%` lines may come between);
+     - `%` comments and `%%` directives are ignored, and so is the typeset text between
+       `%%begintext` and `%%endtext`;
+     - a line of text in the header that is not a field is ignored with a warning (abc2midi does
+       the same; the deprecated multi-line `H:` writes such lines), unless it is music before `K:`;
+     - after the empty line that ends the tune comes free text (a warning); music there is an
+       error (`blank_line_in_tune`: ABC software stops at the empty line and loses it), and so is a
+       second `X:` (`second_tune`);
+     - `P:` in the header is the order of the parts: a part it names that no body `P:` marks is an
+       error (`undefined_part`) once the body marks parts; a header `P:` with one label names the
+       first part; with nothing marked, a warning;
+     - an empty `K:` means no key signature (section 3.1.14); `[T:...]` may stand inline, as in
+       the standard's own example.
+     Warnings never fail a tune; `CheckResult.warnings` lists them as 'code: detail'.
   2. `tokenize_body`: a scanner over the body producing typed `Token`s (notes, rests, chords,
-     grace groups, tuplets, broken rhythm, decorations, chord symbols, bar lines, endings, fields);
+     grace groups, tuplets, broken rhythm, decorations, chord symbols, bar lines, endings, fields;
+     `$` score line-breaks and `X`/`Xn` invisible multi-bar rests are ABC 2.1 too). A `:` that
+     opens a line completes the bar line the music before it ended on (`|` + `:` is `|:` wrapped);
   3. `_Timeline`: a duration calculator that walks the tokens, keeps meter and unit length per
      voice (inline and body fields change them), closes bars and checks each bar's length.
 
@@ -31,16 +53,35 @@ import dataclasses
 import re
 from fractions import Fraction
 
-# Fields by where ABC 2.1 allows them (section 3, "field line" table).
-HEADER_FIELDS = frozenset('ABCDFGHIKLMmNOPQRrSsTUVWwXZ')
+# Fields by where ABC 2.1 allows them (section 3, the table of fields). `T:` is also allowed inline,
+# as the standard's own English.abc example writes `[T:Slows]`.
+HEADER_FIELDS = frozenset('ABCDFGHIKLMmNOPQRrSTUVWXZ')
 BODY_FIELDS = frozenset('IKLMmNPQRrsTUVWw')
-INLINE_FIELDS = frozenset('IKLMmNPQRrUV')
+INLINE_FIELDS = frozenset('IKLMmNPQRrTUV')
+DEFINED_FIELDS = HEADER_FIELDS | BODY_FIELDS
+# Fields a file header (the block before the first tune) may hold; they apply to every tune.
+FILE_HEADER_FIELDS = frozenset('ABCDFGHILMmNORrSUZ')
 
 # At most one bar in 8 may have a length no rule explains (a transcription slip). Calibrated on
 # music21's ABC corpus, where 3.5% of tunes (mostly Essen) hold such bars: see BUILD_NOTES.md.
 IRREGULAR_BAR_RATE = Fraction(1, 8)
 
 _FIELD_LINE = re.compile(r'^([A-Za-z+]):')
+# A note or rest letter, a colon and a bar line, e.g. `A:|`: music, not a field (ABC 2.1 keeps
+# A-G, X-Z and a-g, x-z out of the body's fields for this reason).
+_MUSIC_NOT_FIELD = re.compile(r'^[A-Ga-gXxZz]:[|:]')
+_X_LINE_START = re.compile(r'(?m)^(?=X:)')
+_DECORATION = {'!': re.compile(r'!([^\s|!]{1,30})!'), '+': re.compile(r'\+([^\s|+]{1,30})\+')}
+_ENDING = re.compile(r'\d+(?:[-,]\d+)*')
+_TUPLET = re.compile(r'\((\d+)(?::(\d*)(?::(\d*))?)?')
+_METER = re.compile(r'\(?\s*([\d+\s]+?)\s*\)?\s*/\s*(\d+)')
+_METER_DENOMINATOR = re.compile(r'/\s*(\d+)\s*$')
+_UNIT_LENGTH = re.compile(r'(\d+)(?:\s*/\s*(\d+))?')
+# Tonic, accidental, mode, and modifying accidentals written without a space (`K:Dmix=c`).
+_KEY_FIRST_WORD = re.compile(r'([A-G])([#b]?)([A-Za-z]*)((?:(?:\^\^|\^|__|_|=)[A-Ga-g])*)')
+_KEY_ACCIDENTAL = re.compile(r'(\^\^|\^|__|_|=)([A-Ga-g])')
+_PART_ORDER = re.compile(r'[A-Z0-9().\s]*')
+_PART_LABEL = re.compile(r'[A-Z]')
 _PITCH_LETTERS = 'ABCDEFGabcdefg'
 # `.` staccato, `~` roll, and the user-definable symbols H-W, h-w (defaults: H fermata, L accent,
 # M/P mordents, O coda, S segno, T trill, u/v bowing).
@@ -67,6 +108,9 @@ class CheckResult:
   unit_length: str = ''
   title: str = ''
   irregular_bars: int = 0  # bars whose length no rule explains (tolerated up to the rate)
+  # 'code: detail' for each thing ignored without failing the tune (unknown_field, header_text,
+  # free_text, orphan_continuation, parts_not_marked, bad_parts, unclosed_text_block)
+  warnings: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def message(self) -> str:
@@ -101,6 +145,7 @@ class ParsedTune:
   events: list[tuple[int | None, Fraction]]  # (pitch class or None for a rest, length in wholes)
   bars: int
   irregular_bars: int  # bars no tolerance explains, phrase edges included (0 = strictly valid)
+  warnings: list[str] = dataclasses.field(default_factory=list)  # see CheckResult.warnings
 
 
 def parse_meter(value: str) -> Fraction | None:
@@ -110,7 +155,7 @@ def parse_meter(value: str) -> Fraction | None:
     return Fraction(1)
   if v.lower() in ('none', '') or v.upper().startswith('FREI'):
     return None
-  m = re.fullmatch(r'\(?\s*([\d+\s]+?)\s*\)?\s*/\s*(\d+)', v)
+  m = _METER.fullmatch(v)
   if not m:
     raise AbcError('bad_meter', f'M:{value}')
   num = sum(int(x) for x in m.group(1).split('+') if x.strip())
@@ -124,13 +169,13 @@ def meter_beat(value: str) -> Fraction | None:
   """The beat of an M: value, 1/denominator (C: 1/4, C|: 1/2); None for free meter."""
   v = value.split('%')[0].strip()
   v = {'C': '4/4', 'C|': '2/2'}.get(v, v)
-  m = re.search(r'/\s*(\d+)\s*$', v)
+  m = _METER_DENOMINATOR.search(v)
   return Fraction(1, int(m.group(1))) if m and int(m.group(1)) else None
 
 
 def parse_unit_length(value: str) -> Fraction:
   v = value.split('%')[0].strip()
-  m = re.fullmatch(r'(\d+)(?:\s*/\s*(\d+))?', v)
+  m = _UNIT_LENGTH.fullmatch(v)
   if not m or int(m.group(1)) == 0 or (m.group(2) and int(m.group(2)) == 0):
     raise AbcError('bad_unit_length', f'L:{value}')
   return Fraction(int(m.group(1)), int(m.group(2) or 1))
@@ -144,12 +189,13 @@ def default_unit_length(meter: Fraction | None) -> Fraction:
 
 
 def parse_key(value: str) -> dict[str, int]:
-  """K: value -> {letter: semitone shift} key signature. Raises AbcError('bad_key')."""
+  """K: value -> {letter: semitone shift} key signature; an empty K: has none (ABC 2.1 section
+  3.1.14). Raises AbcError('bad_key')."""
   v = value.split('%')[0].strip()
   words = v.split()
   signature: dict[str, int] = {}
   if not words:
-    raise AbcError('bad_key', 'empty K:')
+    return signature
   first = words[0]
   rest = words[1:]
   if first in ('HP', 'none') or first.startswith('clef='):
@@ -158,10 +204,11 @@ def parse_key(value: str) -> dict[str, int]:
   elif first == 'Hp':
     signature = {'F': 1, 'C': 1, 'G': 0}
   else:
-    m = re.fullmatch(r'([A-G])([#b]?)([A-Za-z]*)', first)
+    m = _KEY_FIRST_WORD.fullmatch(first)
     if not m:
       raise AbcError('bad_key', f'K:{value}')
-    tonic, acc, mode = m.groups()
+    tonic, acc, mode, glued = m.groups()
+    rest = [a.group() for a in _KEY_ACCIDENTAL.finditer(glued)] + rest
     if not mode and rest and rest[0][:3].lower() in _MODES and rest[0].isalpha():
       mode, rest = rest[0], rest[1:]
     mode_key = mode[:3].lower() if mode else 'maj'
@@ -177,7 +224,7 @@ def parse_key(value: str) -> dict[str, int]:
     elif sharps < 0:
       signature = {c: -1 for c in 'BEADGCF'[:-sharps]}
   for word in rest:
-    m = re.fullmatch(r'(\^\^|\^|__|_|=)([A-Ga-g])', word)
+    m = _KEY_ACCIDENTAL.fullmatch(word)
     if m:
       signature[m.group(2).upper()] = _ACCIDENTAL_SHIFT[m.group(1)]
     elif not (word in _KEY_WORDS or '=' in word or word.lower() in _KEY_WORDS):
@@ -226,20 +273,40 @@ def _read_note(s: str, i: int, line: int) -> tuple[Token, int]:
   return Token('note', s[i:j], line, i + 1, (acc, letter.upper(), octave, length)), j
 
 
-def tokenize_body(lines: list[tuple[int, str]]) -> list[Token]:
-  """Tokenizes body lines [(line number, text)] into typed tokens. Raises AbcError."""
+def _body_field(tokens: list[Token], s: str, ln: int, warnings: list[str]) -> None:
+  """One field line of the body: a token, a continuation of the field line before it, or an
+  ignored unknown field. Raises AbcError for a field only the header may hold."""
+  letter, value = s[0], s[2:].strip()
+  if letter == '+':
+    last = tokens[-1] if tokens else None
+    if last is not None and last.kind == 'field' and last.col == 1:
+      tokens[-1] = Token('field', f'{last.text} {value}', last.line, 1,
+                         (last.value[0], f'{last.value[1]} {value}'))
+    else:
+      warnings.append(f'orphan_continuation: +: at line {ln} follows no field line')
+  elif letter in BODY_FIELDS:
+    tokens.append(Token('field', s, ln, 1, (letter, value)))
+  elif letter == 'X':
+    raise AbcError('header_after_K', f'X: at line {ln}: a second tune starts without the empty '
+                   'line that ends the first')
+  elif letter in HEADER_FIELDS:
+    raise AbcError('header_after_K', f'{letter}: field at line {ln} (ABC 2.1 allows it only in '
+                   'the header, before K:)')
+  else:
+    warnings.append(f'unknown_field: {letter}: at line {ln} (not an ABC 2.1 field, ignored)')
+
+
+def tokenize_body(lines: list[tuple[int, str]], warnings: list[str] | None = None) -> list[Token]:
+  """Tokenizes body lines [(line number, text)] into typed tokens; fields ABC 2.1 does not define
+  are ignored and noted in `warnings`. Raises AbcError."""
   tokens: list[Token] = []
+  warnings = [] if warnings is None else warnings
   for ln, raw in lines:
     s = raw.split('%', 1)[0].rstrip()
-    m = _FIELD_LINE.match(s)
-    if m:
-      letter = m.group(1)
-      if letter in HEADER_FIELDS and letter not in BODY_FIELDS:
-        raise AbcError('header_after_K', f'{letter}: field at line {ln}')
-      if letter != '+' and letter not in BODY_FIELDS:
-        raise AbcError('bad_field', f'unknown field {letter}: at line {ln}')
-      tokens.append(Token('field', s, ln, 1, (letter, s[2:].strip())))
+    if _FIELD_LINE.match(s) and not _MUSIC_NOT_FIELD.match(s):
+      _body_field(tokens, s, ln, warnings)
       continue
+    line_start = len(tokens)
     i = 0
     n = len(s)
     continued = False
@@ -248,7 +315,7 @@ def tokenize_body(lines: list[tuple[int, str]]) -> list[Token]:
     while i < n:
       c = s[i]
       col = i + 1
-      if c in ' \t`':
+      if c in ' \t`$':  # `$` is ABC 2.1's score line-break, no music
         i += 1
       elif c in _PITCH_LETTERS or c in '^_=':
         tok, i = _read_note(s, i, ln)
@@ -257,7 +324,7 @@ def tokenize_body(lines: list[tuple[int, str]]) -> list[Token]:
         length, j = _read_length(s, i + 1)
         tokens.append(Token('rest', s[i:j], ln, col, length))
         i = j
-      elif c == 'Z':
+      elif c in 'ZX':  # multi-bar rest, visible or invisible
         j = i + 1
         while j < n and s[j].isdigit():
           j += 1
@@ -273,7 +340,7 @@ def tokenize_body(lines: list[tuple[int, str]]) -> list[Token]:
         tokens.append(Token('annotation', s[i:j + 1], ln, col))
         i = j + 1
       elif c == '!' or c == '+':
-        m = re.compile(r'\%s[^\s|%s]{1,30}\%s' % (c, c, c)).match(s, i)
+        m = _DECORATION[c].match(s, i)
         if m:
           tokens.append(Token('decoration', m.group(), ln, col))
           i = m.end()
@@ -290,9 +357,13 @@ def tokenize_body(lines: list[tuple[int, str]]) -> list[Token]:
         if j < 0:
           raise AbcError('unclosed_inline_field', f'at line {ln} col {col}')
         letter = s[i + 1]
-        if letter not in INLINE_FIELDS:
+        if letter in INLINE_FIELDS:
+          tokens.append(Token('field', s[i:j + 1], ln, col, (letter, s[i + 3:j].strip())))
+        elif letter in DEFINED_FIELDS:
           raise AbcError('bad_field', f'[{letter}: not allowed inline at line {ln} col {col}')
-        tokens.append(Token('field', s[i:j + 1], ln, col, (letter, s[i + 3:j].strip())))
+        else:
+          warnings.append(f'unknown_field: [{letter}: at line {ln} col {col} (not an ABC 2.1 '
+                          'field, ignored)')
         i = j + 1
       elif c in '|:' or (c == '[' and i + 1 < n and (s[i + 1] in '|' or s[i + 1].isdigit())):
         j = i
@@ -306,9 +377,13 @@ def tokenize_body(lines: list[tuple[int, str]]) -> list[Token]:
           if j < n - 1 and s[j] == '[' and s[j + 1].isdigit():
             j += 1
           bar = s[i:j]
-          if '|' not in bar and bar != '::':
+          # `:` opening a line whose music before ended on a bar line completes that bar line
+          # (`|` + `:` is `|:` broken across lines, perhaps around a field line)
+          before = next((t for t in reversed(tokens) if t.kind not in ('eol', 'field')), None)
+          broken_bar = len(tokens) == line_start and before is not None and before.kind == 'bar'
+          if '|' not in bar and bar != '::' and not broken_bar:
             raise AbcError('tokenize_error', f"unexpected ':' at line {ln} col {col}")
-        m = re.compile(r'\d+(?:[-,]\d+)*').match(s, j)
+        m = _ENDING.match(s, j)
         ending = None
         if m and (bar.endswith('|') or bar.endswith('[')):
           ending = m.group()
@@ -347,7 +422,7 @@ def tokenize_body(lines: list[tuple[int, str]]) -> list[Token]:
         tokens.append(Token('grace_end', c, ln, col))
         i += 1
       elif c == '(':
-        m = re.compile(r'\((\d+)(?::(\d*)(?::(\d*))?)?').match(s, i)
+        m = _TUPLET.match(s, i)
         if m and i + 1 < n and s[i + 1].isdigit():
           p = int(m.group(1))
           q = int(m.group(2)) if m.group(2) else None
@@ -629,39 +704,134 @@ class _Timeline:
     return bool(bar.beat) and (bar.length - bar.meter) % bar.beat == 0
 
 
-def _split_header(text: str) -> tuple[dict[str, list[str]], list[tuple[int, str]], str]:
-  """Returns (header fields, body lines, first header-error code or '')."""
-  lines = [(n + 1, line) for n, line in enumerate(text.splitlines())]
-  kept = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith('%')]
-  if not kept:
+def _looks_like_music(line: str) -> bool:
+  """A line that reads as ABC music: notes or rests and a bar line, nothing the tokenizer
+  rejects. Prose rarely holds a bar line, so text is not taken for music."""
+  try:
+    kinds = {t.kind for t in tokenize_body([(0, line)])}
+  except AbcError:
+    return False
+  return 'bar' in kinds and bool(kinds & {'note', 'rest', 'mrest'})
+
+
+def _split_header(text: str, warnings: list[str] | None = None
+                  ) -> tuple[dict[str, list[str]], list[tuple[int, str]]]:
+  """Reads one tune: returns (header fields, body lines) and notes what it ignores in
+  `warnings`. The tune ends at its first empty line. Raises AbcError."""
+  warnings = [] if warnings is None else warnings
+  lines = text.splitlines()
+  start = next((k for k, line in enumerate(lines)
+                if line.strip() and not line.lstrip().startswith('%')), None)
+  if start is None:
     raise AbcError('empty', 'no text')
-  header: dict[str, list[str]] = {}
-  first_n, first = kept[0]
-  if not first.startswith('X:'):
-    if any(line.startswith('X:') for _, line in kept):
-      raise AbcError('X_not_first', f'line {first_n} comes before X:')
+  if not lines[start].startswith('X:'):
+    if any(line.startswith('X:') for line in lines[start:]):
+      raise AbcError('X_not_first', f'line {start + 1} comes before X:')
     raise AbcError('missing_X', 'no X: field')
-  for idx, (n, line) in enumerate(kept):
+  header: dict[str, list[str]] = {}
+  body: list[tuple[int, str]] = []
+  in_header, in_text = True, False
+  last_field = ''  # the header field a `+:` line continues
+  end = len(lines)  # index of the empty line that ends the tune
+  for k in range(start, len(lines)):
+    line, n = lines[k], k + 1
+    stripped = line.strip()
+    if in_text:  # typeset text: no fields, no music
+      in_text = not stripped.startswith('%%endtext')
+      continue
+    if not stripped:
+      end = k
+      break
+    if stripped.startswith('%'):
+      in_text = stripped.startswith('%%begintext')
+      continue
+    if not in_header:
+      body.append((n, line))
+      continue
     m = _FIELD_LINE.match(line)
-    if m and m.group(1) == 'K':
-      header.setdefault('K', []).append(line[2:].strip())
-      return header, kept[idx + 1:], ''
-    if not m:
-      if any(l.startswith('K:') for _, l in kept[idx:]):
-        raise AbcError('bad_header_field', f'line {n} is not a field: {line[:30]!r}')
-      raise AbcError('missing_K', f'no K: field before the music at line {n}')
-    letter = m.group(1)
-    if letter == 'X' and idx > 0:
+    letter, value = (m.group(1), line[2:].strip()) if m else ('', '')
+    if letter == 'K':
+      header.setdefault('K', []).append(value)
+      in_header = False
+    elif letter == 'X' and k > start:
       raise AbcError('missing_K', f'second X: at line {n} before any K:')
-    if letter != '+' and letter not in HEADER_FIELDS:
-      raise AbcError('bad_header_field', f'unknown field {letter}: at line {n}')
-    header.setdefault(letter, []).append(line[2:].strip())
-  raise AbcError('missing_K', 'no K: field')
+    elif letter == '+':
+      if last_field:
+        header[last_field][-1] += ' ' + value
+      else:
+        warnings.append(f'orphan_continuation: +: at line {n} follows no field line')
+    elif letter in HEADER_FIELDS:
+      header.setdefault(letter, []).append(value)
+      last_field = letter
+    elif letter in BODY_FIELDS:
+      raise AbcError('misplaced_field', f'{letter}: at line {n} belongs in the tune body, after K:')
+    elif letter:
+      warnings.append(f'unknown_field: {letter}: at line {n} (not an ABC 2.1 field, ignored)')
+      last_field = ''
+    elif _looks_like_music(line):
+      if any(later.startswith('K:') for later in lines[k + 1:]):
+        raise AbcError('music_before_K', f'music at line {n} comes before the K: field')
+      raise AbcError('missing_K', f'no K: field before the music at line {n}')
+    else:
+      how = ' (a deprecated H: continuation)' if last_field == 'H' else ''
+      warnings.append(f'header_text: line {n} is not a field{how}, ignored: {stripped[:30]!r}')
+  if in_text:
+    warnings.append('unclosed_text_block: %%begintext has no %%endtext')
+  if in_header:
+    if end < len(lines):
+      raise AbcError('missing_K', f'the empty line at line {end + 1} ends the tune before any '
+                     'K: field')
+    raise AbcError('missing_K', 'no K: field')
+  _check_after_tune(lines, end, warnings)
+  return header, body
 
 
-def parse_tune(text: str, irregular_bar_rate: Fraction = IRREGULAR_BAR_RATE) -> ParsedTune:
-  """Parses and checks one tune. Raises AbcError with a reason code on the first defect."""
-  header, body, _ = _split_header(text)
+def _check_after_tune(lines: list[str], end: int, warnings: list[str]) -> None:
+  """The lines after the empty line (index `end`) that ends a tune: free text, a warning, unless
+  they hold music (lost to ABC software, which stops at the empty line) or a second tune."""
+  rest = [(k + 1, line) for k, line in enumerate(lines[end + 1:], start=end + 1)
+          if line.strip() and not line.lstrip().startswith('%')]
+  if not rest:
+    return
+  for n, line in rest:
+    if line.startswith('X:'):
+      raise AbcError('second_tune', f'a second tune starts at line {n}')
+  for n, line in rest:
+    if not _FIELD_LINE.match(line) and _looks_like_music(line):
+      raise AbcError('blank_line_in_tune', f'the empty line at line {end + 1} ends the tune, so '
+                     f'the music at line {n} after it is left out')
+  warnings.append(f'free_text: {len(rest)} line(s) after the empty line at line {end + 1} that '
+                  'ends the tune, ignored')
+
+
+def _check_parts(header: dict[str, list[str]], tokens: list[Token], warnings: list[str]) -> None:
+  """A header P: is the order the parts are played in (ABC 2.1 section 3.1.9): each part it
+  names needs a body P: marking it. A header P: with one label names the first part."""
+  if not header.get('P'):
+    return
+  order = header['P'][-1].split('%')[0].strip()
+  if not _PART_ORDER.fullmatch(order):
+    warnings.append(f'bad_parts: P:{order} is not an order of parts (A-Z, digits, brackets, dots)')
+    return
+  labels = _PART_LABEL.findall(order)
+  if len(labels) < 2:
+    return
+  named = set(labels)
+  marked = {t.value[1][:1] for t in tokens if t.kind == 'field' and t.value[0] == 'P'}
+  missing = ''.join(sorted(named - marked))
+  if missing and marked:
+    raise AbcError('undefined_part', f'P:{order} plays part(s) {missing}, which no P: in the body '
+                   'marks')
+  if missing:
+    warnings.append(f'parts_not_marked: P:{order} names parts that no P: in the body marks')
+
+
+def parse_tune(text: str, irregular_bar_rate: Fraction = IRREGULAR_BAR_RATE,
+               warnings: list[str] | None = None) -> ParsedTune:
+  """Parses and checks one tune. Raises AbcError with a reason code on the first defect; what it
+  ignores goes to `warnings` (and ParsedTune.warnings)."""
+  warnings = [] if warnings is None else warnings
+  header, body = _split_header(text, warnings)
   meter_text = header['M'][-1] if 'M' in header else 'none'  # ABC 2.1: no M: is free meter
   meter = parse_meter(meter_text)
   if 'L' in header:
@@ -671,31 +841,37 @@ def parse_tune(text: str, irregular_bar_rate: Fraction = IRREGULAR_BAR_RATE) -> 
   key = parse_key(header['K'][-1])
   if not body:
     raise AbcError('empty_body', 'no music after K:')
-  tokens = tokenize_body(body)
+  tokens = tokenize_body(body, warnings)
+  _check_parts(header, tokens, warnings)
   timeline = _Timeline(meter_text, unit, key)
   timeline.run(tokens)
   if timeline.notes == 0 and not any(t.kind in ('rest', 'mrest') for t in tokens):
     raise AbcError('empty_body', 'no notes or rests after K:')
   bars = timeline.check_bars(irregular_bar_rate)
   return ParsedTune(header, tokens, timeline.key, timeline.events, bars,
-                    len(timeline.irregular))
+                    len(timeline.irregular), warnings)
 
 
 def check_tune(text: str, irregular_bar_rate: Fraction = IRREGULAR_BAR_RATE) -> CheckResult:
-  """Checks one ABC tune; `reason` is a stable code when it fails.
+  """Checks one ABC tune; `reason` is a stable code when it fails, `warnings` what it ignored.
 
   irregular_bar_rate: the share of bars that may have an unexplained length (transcription
   slips); 0 makes the bar check strict.
   """
-  header: dict[str, list[str]] = {}
+  early: list[str] = []
   try:
-    header = _split_header(text)[0]
-    parsed = parse_tune(text, irregular_bar_rate)
+    header = _split_header(text, early)[0]
   except AbcError as e:
-    return CheckResult(False, e.code, e.detail, **_header_summary(header))
+    return CheckResult(False, e.code, e.detail, warnings=early)
+  warnings: list[str] = []
+  try:
+    parsed = parse_tune(text, irregular_bar_rate, warnings)
+  except AbcError as e:
+    return CheckResult(False, e.code, e.detail, warnings=warnings, **_header_summary(header))
   notes = sum(1 for t in parsed.tokens if t.kind == 'note')
   return CheckResult(True, '', '', notes=notes, bars=parsed.bars,
-                     irregular_bars=parsed.irregular_bars, **_header_summary(header))
+                     irregular_bars=parsed.irregular_bars, warnings=parsed.warnings,
+                     **_header_summary(header))
 
 
 def _header_summary(header: dict[str, list[str]]) -> dict[str, str]:
@@ -704,11 +880,48 @@ def _header_summary(header: dict[str, list[str]]) -> dict[str, str]:
   return dict(key=first('K'), meter=first('M'), unit_length=first('L'), title=first('T'))
 
 
-def split_tunes(text: str) -> list[str]:
-  """Splits a file's text into tunes at lines starting with `X:` (text before the first is
-  dropped unless there is no X: at all, in which case the whole text is one tune)."""
-  parts = re.split(r'(?m)^(?=X:)', text)
+@dataclasses.dataclass
+class Collection:
+  """An ABC file split into tunes (ABC 2.1 section 2.2)."""
+  tunes: list[str]  # from each X: line to the next; the file header's fields follow the X: line
+  file_header: list[str]  # the field lines of the file header, if the file has one
+  free_text_lines: int  # lines before the first tune that are neither comments nor file header
+
+
+def _file_header(preamble: str) -> tuple[list[str], int]:
+  """(file header field lines, other text lines) of the text before a file's first tune. The
+  file header is its first block of lines (up to an empty line) when that block holds only
+  fields a file header may have, `+:` continuations, comments and directives."""
+  lines = preamble.splitlines()
+  first = next((k for k, line in enumerate(lines) if line.strip()), len(lines))
+  stop = next((k for k in range(first, len(lines)) if not lines[k].strip()), len(lines))
+  block = [line for line in lines[first:stop] if not line.lstrip().startswith('%')]
+  text = [line for line in lines if line.strip() and not line.lstrip().startswith('%')]
+  is_header = bool(block) and all(
+      (m := _FIELD_LINE.match(line)) and (m.group(1) in FILE_HEADER_FIELDS or m.group(1) == '+'
+                                          or m.group(1) not in DEFINED_FIELDS)
+      for line in block)
+  if not is_header:
+    return [], len(text)
+  return block, len(text) - len(block)
+
+
+def split_collection(text: str) -> Collection:
+  """Splits a file's text into tunes at lines starting with `X:`. As ABC 2.1 asks of programs
+  that extract tunes, each tune gets the fields of the file header (so line numbers in a tune's
+  details count them). Without an X: line the whole text is one tune."""
+  parts = _X_LINE_START.split(text)
   tunes = [p for p in parts if p.startswith('X:')]
-  if not tunes and text.strip():
-    return [text]
-  return tunes
+  if not tunes:
+    return Collection([text] if text.strip() else [], [], 0)
+  file_header, free_text = _file_header(parts[0] if not parts[0].startswith('X:') else '')
+  if file_header:
+    inserted = ''.join(line + '\n' for line in file_header)
+    tunes = [x_line + '\n' + inserted + rest
+             for x_line, _, rest in (tune.partition('\n') for tune in tunes)]
+  return Collection(tunes, file_header, free_text)
+
+
+def split_tunes(text: str) -> list[str]:
+  """The tunes of a file's text (see split_collection)."""
+  return split_collection(text).tunes

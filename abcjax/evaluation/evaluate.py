@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import multiprocessing
+import re
 import statistics
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from abcjax.evaluation import abc_checker, memorization, midi, music_stats
 
 CSV_COLUMNS = ['file', 'kind', 'prompt', 'valid', 'reason', 'converted', 'error', 'notes', 'bars',
                'seconds', 'study_valid', 'strict_valid', 'irregular_bars', 'detail',
-               'abc2midi_ok', 'abc2midi_errors', 'midi_notes', 'duration_quarters',
-               'longest_shared_run', 'copies_line', 'ended']
+               'warnings', 'warning_detail', 'abc2midi_ok', 'abc2midi_agrees', 'abc2midi_errors',
+               'midi_notes', 'duration_quarters', 'longest_shared_run', 'copies_line', 'ended']
 KINDS = ('uncond', 'cond', 'real', 'file')
+ABC2MIDI_NOT_FOUND = 'not_found'  # abc2midi_ok when abc2midi is not on PATH
+_ABC2MIDI_PREFIX = re.compile(r'^Error in line-char [\d-]+ : ')
 
 
 def kind_from_name(name: str) -> str:
@@ -27,10 +30,12 @@ def kind_from_name(name: str) -> str:
   return 'file'
 
 
-def evaluate_tune(job: tuple[str, str, str, str, str | None, float]) -> dict:
-  """One tune: (row name, text, kind, prompt, MIDI path or None, timeout) -> CSV row."""
-  name, text, kind, prompt, midi_path, timeout_s = job
+def evaluate_tune(job: tuple[str, str, str, str, str | None, float, tuple[str, ...]]) -> dict:
+  """One tune: (row name, text, kind, prompt, MIDI path or None, timeout, warnings about the file
+  around it) -> CSV row."""
+  name, text, kind, prompt, midi_path, timeout_s, file_warnings = job
   check = abc_checker.check_tune(text)
+  warnings = list(file_warnings) + check.warnings
   conversion = midi.abc_to_midi(text, midi_path, timeout_s)
   # music21 parsed the tune when it converted; otherwise ask the study's definition directly
   study = (midi.has_study_fields(text) if conversion.converted
@@ -42,7 +47,10 @@ def evaluate_tune(job: tuple[str, str, str, str, str | None, float]) -> dict:
       'bars': check.bars, 'seconds': round(conversion.seconds, 4), 'study_valid': study,
       'strict_valid': check.valid and check.irregular_bars == 0,
       'irregular_bars': check.irregular_bars, 'detail': check.detail,
-      'abc2midi_ok': cross.ok if cross.available else '',
+      'warnings': ' '.join(sorted({w.split(':')[0] for w in warnings})),
+      'warning_detail': ' | '.join(warnings),
+      'abc2midi_ok': cross.ok if cross.available else ABC2MIDI_NOT_FOUND,
+      'abc2midi_agrees': check.valid == cross.ok if cross.available else '',
       'abc2midi_errors': ' | '.join(cross.errors)[:300],
       'midi_notes': conversion.notes, 'duration_quarters': conversion.duration_quarters,
       'longest_shared_run': '', 'copies_line': '', 'ended': '',
@@ -53,10 +61,18 @@ def _pct(part: int, whole: int) -> float | None:
   return round(100.0 * part / whole, 2) if whole else None
 
 
+def _abc2midi_verdict(row: dict) -> str:
+  first = row.get('abc2midi_errors', '').split(' | ')[0]
+  return _ABC2MIDI_PREFIX.sub('', first)[:60] if row['abc2midi_ok'] is False else 'ok'
+
+
 def _rates(rows: list[dict]) -> dict:
   n = len(rows)
   valid = [r for r in rows if r['valid']]
   crossed = [r for r in rows if r['abc2midi_ok'] in (True, False)]
+  disagreements = collections.Counter(
+      f"checker {r['reason'] or 'valid'}, abc2midi {_abc2midi_verdict(r)}"
+      for r in crossed if bool(r['valid']) != (r['abc2midi_ok'] is True))
   out = {
       'tunes': n,
       'valid_pct': _pct(len(valid), n),
@@ -64,12 +80,19 @@ def _rates(rows: list[dict]) -> dict:
       'converted_pct': _pct(sum(bool(r['converted']) for r in rows), n),
       'converted_of_valid_pct': _pct(sum(bool(r['converted']) for r in valid), len(valid)),
       'study_valid_pct': _pct(sum(bool(r['study_valid']) for r in rows), n),
+      'abc2midi': ('found' if crossed else
+                   'not found on PATH: install abcmidi to cross-check the checker with abc2midi'),
       'abc2midi_checked': len(crossed),
       'abc2midi_ok_pct': _pct(sum(r['abc2midi_ok'] is True for r in crossed), len(crossed)),
       'abc2midi_agreement_pct': _pct(
           sum(bool(r['valid']) == (r['abc2midi_ok'] is True) for r in crossed), len(crossed)),
+      # where the two disagree: the checker's reason and abc2midi's first hard error
+      'abc2midi_disagreements': dict(disagreements.most_common()),
       'reasons': dict(collections.Counter(r['reason'] for r in rows if not r['valid'])
                       .most_common()),
+      # tunes with each kind of thing the checker ignored (ABC 2.1 rules: see abc_checker)
+      'warnings': dict(collections.Counter(
+          code for r in rows for code in r.get('warnings', '').split()).most_common()),
       'errors': dict(collections.Counter(r['error'].split(':')[0] for r in rows
                                          if not r['converted']).most_common()),
   }
@@ -114,7 +137,13 @@ def summary_text(summary: dict) -> str:
                                                    else '-') for _, s in columns))
   lines.append('')
   lines.append('failure reasons: ' + json.dumps(summary.get('reasons', {})))
+  lines.append('warnings (tunes, not failures): ' + json.dumps(summary.get('warnings', {})))
   lines.append('conversion errors: ' + json.dumps(summary.get('errors', {})))
+  if summary.get('abc2midi_checked'):
+    lines.append('checker vs abc2midi disagreements: ' +
+                 json.dumps(summary.get('abc2midi_disagreements', {})))
+  else:
+    lines.append('abc2midi: ' + summary.get('abc2midi', 'not found'))
   if 'memorization' in summary:
     lines.append('memorization: ' + json.dumps(summary['memorization']))
   if 'music_stats' in summary:
@@ -139,14 +168,23 @@ def _jobs(files: list[Path], midi_dir: Path, kinds, prompts, timeout_s):
     kind = kinds[idx] if kinds else kind_from_name(path.name)
     # A sample (or a real tune written for the baseline) is one row, judged whole: nothing at all,
     # text before its X: line or a second tune run on are its faults, not text to trim. Other
-    # files may be ABC collections, split at X: lines; an empty one is still one ('empty') row.
-    tunes = (abc_checker.split_tunes(text) if kind == 'file' else []) or [text]
+    # files may be ABC collections, split at X: lines (each tune with the file header's fields);
+    # an empty one is still one ('empty') row. Free text before the first tune is ignored, as
+    # ABC 2.1 asks, and noted on the first tune's row.
+    tunes, file_warnings = [text], ()
+    if kind == 'file':
+      collection = abc_checker.split_collection(text)
+      tunes = collection.tunes or [text]
+      if collection.free_text_lines:
+        file_warnings = (f'free_text: {collection.free_text_lines} line(s) of {path.name} before '
+                         'its first tune, ignored',)
     prompt = prompts[idx] if prompts else ''
     for t, text in enumerate(tunes):
       many = len(tunes) > 1
       name = f'{path.name}#{t}' if many else path.name
       stem = f'{path.stem}_{t}' if many else path.stem
-      jobs.append((name, text, kind, prompt, str(midi_dir / f'{stem}.mid'), timeout_s))
+      jobs.append((name, text, kind, prompt, str(midi_dir / f'{stem}.mid'), timeout_s,
+                   file_warnings if t == 0 else ()))
       texts.append(text)
       origins.append(idx)
   return jobs, texts, origins
@@ -210,7 +248,7 @@ def read_results(path: Path) -> list[dict]:
   """Reads results.csv back with the typed values summarize() expects."""
   def typed(row):
     for key in ('valid', 'converted', 'study_valid', 'strict_valid', 'copies_line',
-                'abc2midi_ok', 'ended'):
+                'abc2midi_ok', 'abc2midi_agrees', 'ended'):
       if row.get(key) in ('True', 'False'):
         row[key] = row[key] == 'True'
     for key in ('notes', 'bars', 'irregular_bars', 'midi_notes', 'longest_shared_run'):
