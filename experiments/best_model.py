@@ -16,7 +16,7 @@ import json
 
 from absl import app, flags
 
-from abcjax.models import config_class, registry
+from abcjax.models import config_class
 from abcjax.train import loop
 from abcjax.train.presets import BEST_DEFAULT
 from experiments import cli, common
@@ -31,8 +31,7 @@ WORKDIR = flags.DEFINE_string("workdir", "runs/best_model", "Work folder: checkp
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if ARCH.value is not None and ARCH.value not in registry.names():
-    raise app.UsageError(f"--arch: unknown family {ARCH.value!r}; registered: {list(registry.names())}")
+  common.check_arch(ARCH.value)
   common.start_distributed()
   table, preset = common.TABLE.value, common.preset()
   default_arch, default_size = BEST_DEFAULT[preset]

@@ -22,6 +22,37 @@ PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index for 
 config_flags.define()
 
 
+def check_arch(arch: str | None) -> None:
+  """Refuses an --arch that names no registered model family."""
+  from absl import app
+  from abcjax.models import registry
+  if arch is not None and arch not in registry.names():
+    raise app.UsageError(f"--arch: unknown family {arch!r}; registered: {list(registry.names())}")
+
+
+def sizes_of(arch: str, sizes: list[str] | None) -> list[str]:
+  """The --sizes asked for (default: every size of the family in --table), checked."""
+  from absl import app
+  from abcjax.models import config_class
+  valid = config_class(arch).size_names(TABLE.value)
+  unknown = [s for s in sizes or [] if s not in valid]
+  if unknown:
+    raise app.UsageError(f"--sizes: unknown {arch} sizes {unknown}; table {TABLE.value} has {valid}")
+  return list(sizes or valid)
+
+
+def positive_numbers(flag) -> list[float]:
+  """A list flag's values as positive numbers, or a usage error naming the flag."""
+  from absl import app
+  try:
+    numbers = [float(v) for v in flag.value]
+  except ValueError:
+    raise app.UsageError(f"--{flag.name}: expected numbers, got {flag.value}") from None
+  if not numbers or min(numbers) <= 0:
+    raise app.UsageError(f"--{flag.name}: expected positive numbers, got {flag.value}")
+  return numbers
+
+
 def preset() -> str:
   """The preset flag, with auto resolved by the devices JAX sees."""
   import jax
@@ -59,4 +90,15 @@ def make_config(preset_name: str, arch: str, size: str, *, best_model: bool = Fa
     given["data.data_dir"] = DATA_DIR.value
   cfg = presets.make(preset_name, arch, size, table=TABLE.value, best_model=best_model)
   cfg = cfg.replace(model=cfg.model.replace(cpu_backward=cpu_tuning.cpu_backward()))
-  return config_flags.apply(cfg, given, owned=owned)
+  cfg = config_flags.apply(cfg, given, owned=owned)
+  if preset_name == "paper" and "data.tokens" not in given:
+    from abcjax.data import corpus
+    train = corpus.load_split(corpus.ensure_corpus(cfg.data.data_dir), "train")
+    cfg, note = presets.cap_to_corpus(cfg, len(train))
+    if note and note not in _NOTES:
+      _NOTES.add(note)
+      print(note, flush=True)
+  return cfg
+
+
+_NOTES: set[str] = set()  # printed once per command, not once per size

@@ -16,38 +16,41 @@ cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)
 
 from absl import app, flags
 
-from abcjax.models import config_class, registry
 from abcjax.scaling import compare, sweep
 from experiments import cli, common
 
 ARCH = flags.DEFINE_string("arch", "gpt", "Model family: gpt, lstm or gru (any registered family).")
 SIZES = flags.DEFINE_list("sizes", None, "Comma-separated sizes (default: every size of the family).")
+SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds to train each size with (initialisation and data "
+                         "order); with several, each size enters the fit as its mean and spread.")
 WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "Folder of the sweep; one subfolder per arch/size.")
 COMPARE = flags.DEFINE_bool("compare", True, "Also write the family comparison when two or more have results.")
 
 # Fields a sweep sets per size; a shape given to every size would give them all one model.
-_OWNED = {"model.size": "--sizes", "model.table": "--table", "model.n_layer": "--sizes",
+_OWNED = {"run.seed": "--seeds", "model.size": "--sizes", "model.table": "--table", "model.n_layer": "--sizes",
           "model.d_model": "--sizes", "model.n_head": "--sizes"}
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if ARCH.value not in registry.names():
-    raise app.UsageError(f"--arch: unknown family {ARCH.value!r}; registered: {list(registry.names())}")
+  common.check_arch(ARCH.value)
   common.start_distributed()
-  arch, table = ARCH.value, common.TABLE.value
-  valid = config_class(arch).size_names(table)
-  sizes = SIZES.value or valid
-  unknown = [s for s in sizes if s not in valid]
-  if unknown:
-    raise app.UsageError(f"--sizes: unknown {arch} sizes {unknown}; table {table} has {valid}")
+  arch = ARCH.value
+  sizes = common.sizes_of(arch, SIZES.value)
+  try:
+    seeds = sorted({int(s) for s in SEEDS.value})
+  except ValueError:
+    raise app.UsageError(f"--seeds: expected integers like 0,1,2; got {SEEDS.value}") from None
+  if not seeds or seeds[0] < 0:
+    raise app.UsageError(f"--seeds: expected integers of 0 or more; got {SEEDS.value}")
   preset = common.preset()
 
   def config_for(size):
     return common.make_config(preset, arch, size, owned=_OWNED)
 
-  sweep.run_sweep(arch, sizes, config_for, WORKDIR.value, after_step=cpu_tuning.pacing())
+  sweep.run_sweep(arch, sizes, config_for, WORKDIR.value, seeds=seeds,
+                  after_step=cpu_tuning.pacing())
   if COMPARE.value:
     compare.maybe_compare(WORKDIR.value)
 

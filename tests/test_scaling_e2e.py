@@ -12,11 +12,11 @@ OUTPUTS = ("{a}_results.csv", "{a}_training_curves.png", "{a}_loss_vs_params.png
            "{a}_fit.json")
 
 
-def scaling(workdir, data_dir, arch, sizes):
+def scaling(workdir, data_dir, arch, sizes, *extra):
   return run_experiment(
       "scaling", f"--arch={arch}", f"--sizes={sizes}", "--preset=cpu", f"--workdir={workdir}",
       f"--data_dir={data_dir}", "--config.data.tokens=16384", "--config.data.batch_size=8",
-      "--config.eval.every=8", "--config.run.log_every=4", "--config.run.progress=false")
+      "--config.eval.every=8", "--config.run.log_every=4", "--config.run.progress=false", *extra)
 
 
 def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path):
@@ -48,7 +48,14 @@ def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path)
   assert sweep.finished_rows("gpt", ["tiny"], lambda s: override(saved[s], {"data.data_dir": str(other)}), work) == []
   assert sweep.finished_rows("gpt", ["tiny"], lambda s: override(saved[s], {"opt.lr": 1.0}), work) == []
 
-  scaling(work, data_dir, "lstm", "tiny,small")
+  out = scaling(work, data_dir, "lstm", "tiny,small", "--seeds=0,1")
+  assert "[lstm small seed 1] training" in out and (work / "lstm" / "small-seed1").is_dir()
+  with open(work / "lstm" / "lstm_results.csv") as f:  # every seed of every size, one row each
+    assert [(r["size"], r["seed"]) for r in csv.DictReader(f)] == [
+        ("tiny", "0"), ("tiny", "1"), ("small", "0"), ("small", "1")]
+  fit = json.loads((work / "lstm" / "lstm_fit.json").read_text())
+  assert fit["seeds"] == [0, 1] and [s["seeds"] for s in fit["power_law"]["sizes"]] == [2, 2]
+  assert "2 sizes x 2 seeds" in (work / "lstm" / "lstm_summary.txt").read_text()
   for name in ("compare_summary.txt", "compare_val_loss_vs_params.png",
                "compare_wall_time_vs_params.png", "compare_memory_vs_params.png"):
     assert (work / "compare" / name).stat().st_size > 0

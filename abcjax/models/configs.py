@@ -39,8 +39,9 @@ widths 192/720/864 follow from the counts, and LSTM large (5 x 1024, ~42.2M). Ou
 class CpuPreset:
   """How a family's sizes shrink for the laptop preset (abcjax.train.presets)."""
 
-  width_scale: float                        # every width of the size table times this
   lr: dict[str, float]                      # peak learning rate per size name
+  width_scale: float = 1.0                  # every width of the size table times this, unless
+  sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # shapes by name
   # Overrides of the CPU recipe for experiments.best_model, by config path ("data.tokens": ...),
   # and its learning rate per size where it differs from `lr`.
   best_model: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -63,11 +63,13 @@ class GPTConfig(ModelConfig):
       "A": {"tiny": 0.96e6, "small": 4.82e6, "medium": 19.46e6, "large": 49.44e6, "xl": 100.07e6},
       "B": {"tiny": 1.4e6, "large": 50e6, "xl": 107e6},
   }
-  # Widths / 8 and context 64 on a CPU (abcjax.train.presets); smaller widths take higher rates
-  # (optimal AdamW rates fall roughly as 1/width).
+  # Laptop shapes (abcjax.train.presets, the cpu preset; both tables): depth grows slowly with
+  # width and heads stay 16 wide, so each step of the ladder is ~2-3x the parameters (30K to 1.2M)
+  # at shapes a CPU runs efficiently. Rates from experiments.lr_search (BUILD_NOTES.md).
   CPU: ClassVar[CpuPreset] = CpuPreset(
-      width_scale=0.125,
-      lr={"tiny": 6e-3, "small": 5e-3, "medium": 3.5e-3, "large": 2.5e-3, "xl": 2e-3},
+      sizes={"tiny": _shape(2, 2, 32), "small": _shape(3, 3, 48), "medium": _shape(4, 4, 64),
+             "large": _shape(5, 6, 96), "xl": _shape(6, 8, 128)},
+      lr={"tiny": 8e-3, "small": 6e-3, "medium": 4e-3, "large": 3e-3, "xl": 2e-3},
       best_model={"data.tokens": 1_600_000, "data.epochs": 3.0, "eval.every": 200,
                   "run.checkpoint_every": 200, "run.log_every": 20})
 

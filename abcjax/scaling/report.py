@@ -12,11 +12,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from abcjax.scaling.fit import (FlopsPerToken, JointScalingLaw, PowerLaw, SaturatingPowerLaw,
-                                SeededPowerLaw, compute_optimal, fit_power_law,
+from abcjax.scaling.fit import (FlopsPerToken, JointScalingLaw, SaturatingPowerLaw,
+                                SeededPowerLaw, compute_optimal, fit_power_law_seeds,
                                 fit_saturating_power_law, point_flops)
 
-RESULT_COLUMNS = ("size", "params", "non_embedding_params", "tokens", "final_train_loss",
+RESULT_COLUMNS = ("size", "seed", "params", "non_embedding_params", "tokens", "final_train_loss",
                   "best_val_loss", "test_loss", "bits_per_char", "wall_time_s", "tokens_per_s",
                   "peak_memory_bytes", "mfu")
 COLORS = {"gpt": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
@@ -26,6 +26,7 @@ def result_row(results: dict[str, Any]) -> dict[str, Any]:
   """One CSV row from a run's results.json."""
   row = {k: results.get(k) for k in RESULT_COLUMNS}
   row["bits_per_char"] = results["best_val_bpc"]
+  row["seed"] = results.get("seed", 0)  # runs written before seeds were recorded used seed 0
   return row
 
 
@@ -46,12 +47,23 @@ def read_results_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
   return rows
 
 
-def fits(rows: Sequence[dict[str, Any]]) -> tuple[PowerLaw | None, SaturatingPowerLaw | None]:
-  """Both fits of best val loss against parameters; None where there are too few sizes."""
+def size_means(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+  """(params, mean best val loss over seeds) of each size, smallest first."""
+  n = np.array([float(r["params"]) for r in rows])
+  loss = np.array([float(r["best_val_loss"]) for r in rows])
+  sizes = np.unique(n)
+  return sizes, np.array([loss[n == size].mean() for size in sizes])
+
+
+def fits(rows: Sequence[dict[str, Any]]) -> tuple[SeededPowerLaw | None, SaturatingPowerLaw | None]:
+  """Fits of best val loss against parameters, over every seed of every size: the power law
+  weighted by each size's spread over seeds (its CI from resampling the seeds), and the
+  saturating law of the per-size means. None where there are too few sizes."""
   n = [float(r["params"]) for r in rows]
   loss = [float(r["best_val_loss"]) for r in rows]
-  simple = fit_power_law(n, loss) if len(set(n)) >= 2 else None
-  saturating = fit_saturating_power_law(n, loss) if len(set(n)) >= 3 else None
+  sizes, means = size_means(rows)
+  simple = fit_power_law_seeds(n, loss) if len(sizes) >= 2 else None
+  saturating = fit_saturating_power_law(sizes, means) if len(sizes) >= 3 else None
   return simple, saturating
 
 
@@ -90,14 +102,24 @@ def _plot_fit(ax, rows, simple, saturating, arch, label_prefix=""):
   n = np.array([float(r["params"]) for r in rows])
   loss = np.array([float(r["best_val_loss"]) for r in rows])
   color = COLORS.get(arch)
-  ax.scatter(n, loss, color=color, zorder=3, label=f"{label_prefix}{arch} runs")
-  for r in rows:
-    ax.annotate(r["size"], (float(r["params"]), float(r["best_val_loss"])), fontsize=7,
-                xytext=(3, 3), textcoords="offset points")
+  sizes = np.unique(n)
+  means = np.array([loss[n == size].mean() for size in sizes])
+  spread = np.array([loss[n == size].std(ddof=1) if (n == size).sum() > 1 else 0.0
+                     for size in sizes])
+  seeds = max((n == size).sum() for size in sizes)
+  label = f"{label_prefix}{arch} runs" + (f" (mean ± std of {seeds} seeds)" if seeds > 1 else "")
+  ax.errorbar(sizes, means, yerr=spread, fmt="o", color=color, capsize=3, zorder=3, label=label)
+  names = {float(r["params"]): r["size"] for r in rows}
+  for size, mean in zip(sizes, means):
+    ax.annotate(names[size], (size, mean), fontsize=7, xytext=(3, 3), textcoords="offset points")
   grid = np.geomspace(n.min() / 1.5, n.max() * 1.5, 100)
   if simple is not None:
     ax.plot(grid, simple(grid), "-", color=color,
-            label=f"{arch}: {simple.a:.3g}·N^{-simple.alpha:.3f} (R²={simple.r2:.3f})")
+            label=f"{arch}: {simple.a:.3g}·N^{-simple.alpha:.3f}, α 95% "
+                  f"{_ci_text(simple.alpha_ci95, '.3f')} (R²={simple.r2:.3f})")
+    if np.all(np.isfinite(simple.cov_log_a_alpha)):
+      low, high = simple.band(grid)
+      ax.fill_between(grid, low, high, color=color, alpha=0.15, lw=0)
   if saturating is not None:
     ax.plot(grid, saturating(grid), ":", color=color,
             label=f"{arch}: {saturating.e:.3g}+{saturating.a:.3g}·N^-{saturating.alpha:.3f}")
@@ -132,11 +154,11 @@ def plot_loss_vs_params(rows, path, arch: str, title: str) -> None:
 
 def summary_text(arch: str, table: str, rows, simple, saturating, *, preset: str) -> str:
   lines = [f"abcjax scaling summary: arch={arch} size_table={table} preset={preset}", ""]
-  header = f"{'size':<8}{'params':>12}{'tokens':>12}{'train':>8}{'val':>8}{'test':>8}{'bpc':>7}{'wall_s':>9}{'tok/s':>10}{'mem_MB':>9}{'mfu':>7}"
+  header = f"{'size':<8}{'seed':>5}{'params':>12}{'tokens':>12}{'train':>8}{'val':>8}{'test':>8}{'bpc':>7}{'wall_s':>9}{'tok/s':>10}{'mem_MB':>9}{'mfu':>7}"
   lines.append(header)
   for r in rows:
     lines.append(
-        f"{r['size']:<8}{int(float(r['params'])):>12,}{int(float(r['tokens'])):>12,}"
+        f"{r['size']:<8}{int(float(r['seed'] or 0)):>5}{int(float(r['params'])):>12,}{int(float(r['tokens'])):>12,}"
         f"{float(r['final_train_loss']):>8.4f}{float(r['best_val_loss']):>8.4f}{float(r['test_loss']):>8.4f}"
         f"{float(r['bits_per_char']):>7.3f}{float(r['wall_time_s']):>9.1f}{float(r['tokens_per_s']):>10,.0f}"
         f"{float(r['peak_memory_bytes']) / 2**20:>9.0f}{float(r['mfu']):>7.3f}")
@@ -144,9 +166,12 @@ def summary_text(arch: str, table: str, rows, simple, saturating, *, preset: str
   lines.append("fit of best val loss against parameters:")
   lines.append("  " + (simple.describe() if simple else "L = a*N^-alpha: needs at least 2 sizes"))
   lines.append("  " + (saturating.describe() if saturating else "L = E + A*N^-alpha: needs at least 3 sizes"))
-  losses = [float(r["best_val_loss"]) for r in sorted(rows, key=lambda r: float(r["params"]))]
+  if simple is not None and max(s.seeds for s in simple.sizes) > 1:
+    lines.append("")
+    lines.append(seeded_fit_summary(arch, simple).rstrip("\n"))
+  _, losses = size_means(rows)
   monotonic = all(b < a for a, b in zip(losses, losses[1:]))
-  lines.append(f"val loss falls monotonically with size: {'yes' if monotonic else 'NO'}")
+  lines.append(f"val loss (mean over seeds) falls strictly with size: {'yes' if monotonic else 'NO'}")
   return "\n".join(lines) + "\n"
 
 

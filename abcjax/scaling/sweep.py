@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from typing import Any, Callable, Sequence
@@ -13,34 +14,46 @@ from abcjax.data import corpus
 from abcjax.models import config_class
 from abcjax.scaling import report
 from abcjax.train import loop
-from abcjax.train.config import Config, config_mismatch, from_record
+from abcjax.train.config import Config, config_mismatch, from_record, override
 from abcjax.train.metrics import read_metrics
 
 
-def run_dir(workdir: str | pathlib.Path, arch: str, size: str) -> pathlib.Path:
-  return pathlib.Path(workdir) / arch / size
+SEED_SUFFIX = "-seed"
+
+
+def run_dir(workdir: str | pathlib.Path, arch: str, size: str, seed: int = 0) -> pathlib.Path:
+  """<workdir>/<arch>/<size> for seed 0, <size>-seed<k> for the others."""
+  return pathlib.Path(workdir) / arch / (size if seed == 0 else f"{size}{SEED_SUFFIX}{seed}")
+
+
+def with_seed(cfg: Config, seed: int) -> Config:
+  return override(cfg, {"run.seed": seed})
 
 
 def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Config],
-              workdir: str | pathlib.Path, *,
+              workdir: str | pathlib.Path, *, seeds: Sequence[int] = (0,),
               after_step: Callable[[Any], None] | None = None) -> list[dict[str, Any]]:
-  """Trains every size (finished ones are skipped, partial ones resume); writes the outputs.
+  """Trains every size with every seed (finished runs are skipped, partial ones resume); writes
+  the outputs.
 
-  The outputs cover every finished size of the family in workdir trained with this sweep's
-  recipe, not only the sizes of this call: rerunning one size (say xl, after a time limit) keeps
-  the others in the CSV, the plots and the fit. Returns those rows, smallest size first.
-  A size stopped by SIGINT or SIGTERM raises loop.RunStopped: the sweep stops there, and running
-  it again resumes that size. after_step: the trainer's hook after each compiled step (loop.train).
+  The outputs cover every finished run of the family in workdir trained with this sweep's
+  recipe, not only the sizes and seeds of this call: rerunning one size (say xl, after a time
+  limit) keeps the others in the CSV, the plots and the fit. Returns those rows, smallest size
+  first. With several seeds a size enters the fit as its mean and spread over them.
+  A run stopped by SIGINT or SIGTERM raises loop.RunStopped: the sweep stops there, and running
+  it again resumes that run. after_step: the trainer's hook after each compiled step (loop.train).
   """
   for size in sizes:
-    cfg = config_for(size)
-    path = run_dir(workdir, arch, size)
-    if (path / loop.RESULTS_FILE).exists():
-      logging.info("%s %s: finished before, skipped", arch, size)
-      print(f"[{arch} {size}] finished before in {path}: skipped", flush=True)
-    else:
-      print(f"[{arch} {size}] training in {path}", flush=True)
-    loop.train(cfg, path, after_step=after_step)
+    for seed in seeds:
+      cfg = with_seed(config_for(size), seed)
+      path = run_dir(workdir, arch, size, seed)
+      name = f"{arch} {size}" + (f" seed {seed}" if len(seeds) > 1 or seed else "")
+      if (path / loop.RESULTS_FILE).exists():
+        logging.info("%s: finished before, skipped", name)
+        print(f"[{name}] finished before in {path}: skipped", flush=True)
+      else:
+        print(f"[{name}] training in {path}", flush=True)
+      loop.train(cfg, path, after_step=after_step)
   first = config_for(sizes[0])
   table, preset = first.model.table, first.run.preset
   rows = finished_rows(arch, config_class(arch).size_names(table), config_for, workdir)
@@ -53,27 +66,49 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Confi
   return rows
 
 
+def seed_dirs(workdir: str | pathlib.Path, arch: str, size: str) -> list[tuple[int, pathlib.Path]]:
+  """(seed, folder) of every run of one size in workdir, seed 0 first."""
+  found = [(0, run_dir(workdir, arch, size))]
+  for path in (pathlib.Path(workdir) / arch).glob(f"{size}{SEED_SUFFIX}*"):
+    suffix = path.name[len(size) + len(SEED_SUFFIX):]
+    if suffix.isdigit() and int(suffix) > 0:
+      found.append((int(suffix), path))
+  return sorted(found)
+
+
 def finished_rows(arch: str, sizes: Sequence[str], config_for: Callable[[str], Config],
                   workdir: str | pathlib.Path) -> list[dict[str, Any]]:
-  """Result rows of the finished runs among `sizes` whose config is the one config_for gives,
-  trained on the same corpus folder."""
+  """Result rows of the finished runs (every seed) among `sizes` whose config is the one
+  config_for gives with their seed, trained on the same corpus folder."""
   rows = []
   for size in sizes:
-    path = run_dir(workdir, arch, size)
-    if not (path / loop.RESULTS_FILE).exists():
-      continue
-    saved = json.loads((path / loop.CONFIG_FILE).read_text())
-    cfg = config_for(size)
-    diff = sorted(config_mismatch(from_record(saved).to_dict(), cfg))
-    data_dir = pathlib.Path(corpus.ensure_corpus(cfg.data.data_dir)).resolve()
-    if saved.get("data_dir") and pathlib.Path(saved["data_dir"]).resolve() != data_dir:
-      diff.append(f"corpus {saved['data_dir']}")
-    if diff:
+    for seed, path in seed_dirs(workdir, arch, size):
+      if not (path / loop.RESULTS_FILE).exists():
+        continue
+      row = finished_row(arch, size, path, with_seed(config_for(size), seed))
+      if row is not None:
+        rows.append(row)
+  return rows
+
+
+def finished_row(arch: str, size: str, path: pathlib.Path, cfg: Config, *,
+                 quiet: bool = False) -> dict[str, Any] | None:
+  """The result row of the run in `path` if it finished with config `cfg` on the same corpus
+  (None otherwise; unless quiet, a run of another config is named on the console)."""
+  if not (path / loop.RESULTS_FILE).exists():
+    return None
+  saved = json.loads((path / loop.CONFIG_FILE).read_text())
+  diff = sorted(config_mismatch(from_record(saved).to_dict(), cfg))
+  data_dir = pathlib.Path(corpus.ensure_corpus(cfg.data.data_dir)).resolve()
+  if saved.get("data_dir") and pathlib.Path(saved["data_dir"]).resolve() != data_dir:
+    diff.append(f"corpus {saved['data_dir']}")
+  if diff:
+    if not quiet:
       print(f"[{arch} {size}] left out of the outputs: {path} was trained with another config "
             f"({', '.join(diff)} differ)", flush=True)
-      continue
-    rows.append(report.result_row(json.loads((path / loop.RESULTS_FILE).read_text())))
-  return rows
+    return None
+  return {**report.result_row(json.loads((path / loop.RESULTS_FILE).read_text())),
+          "seed": cfg.run.seed}
 
 
 def write_outputs(arch: str, rows: list[dict[str, Any]], workdir: str | pathlib.Path, *,
@@ -94,7 +129,10 @@ def write_outputs(arch: str, rows: list[dict[str, Any]], workdir: str | pathlib.
       "fit_json": out / f"{arch}_fit.json",
   }
   report.write_results_csv(rows, paths["csv"])
-  curves = {r["size"]: read_metrics(run_dir(workdir, arch, r["size"])) for r in rows}
+  # Training curves of seed 0 (or the lowest seed run) of each size.
+  curves = {}
+  for r in sorted(rows, key=lambda r: int(r["seed"])):
+    curves.setdefault(r["size"], read_metrics(run_dir(workdir, arch, r["size"], int(r["seed"]))))
   title = f"{arch.upper()} on ABC (table {table}, preset {preset})"
   report.plot_training_curves(curves, paths["curves"], title)
   simple, saturating = report.fits(rows)
@@ -105,8 +143,9 @@ def write_outputs(arch: str, rows: list[dict[str, Any]], workdir: str | pathlib.
       "arch": arch, "size_table": table, "preset": preset,
       "corpus": str(corpus_dir) if corpus_dir else None,
       "tokens": sorted({int(r["tokens"]) for r in rows}),
-      "power_law": simple.__dict__ if simple else None,
-      "saturating_power_law": saturating.__dict__ if saturating else None,
+      "seeds": sorted({int(r["seed"]) for r in rows}),
+      "power_law": dataclasses.asdict(simple) if simple else None,
+      "saturating_power_law": dataclasses.asdict(saturating) if saturating else None,
   }, indent=2, default=float) + "\n")
   print(text, flush=True)
   return paths

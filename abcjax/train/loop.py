@@ -191,7 +191,9 @@ class Trainer:
     total, count = 0.0, 0.0
     sums = []
     for batch, weights in loader.eval_batches(
-        tokens, block_size=self.cfg.model.block_size, batch_size=self.cfg.eval.batch_size,
+        # eval.batch_size is global, as data.batch_size: each process walks its share of it.
+        tokens, block_size=self.cfg.model.block_size,
+        batch_size=self.cfg.eval.batch_size // jax.process_count(),
         process_index=jax.process_index(), process_count=jax.process_count()):
       sums.append(self.eval_step(params, step_lib.global_batch(batch, self.mesh),
                                  step_lib.global_batch(weights, self.mesh)))
@@ -362,7 +364,7 @@ class Trainer:
     peak_memory, memory_source = hardware.peak_memory_bytes()
     results = {
         "finished": True,
-        "arch": mc.arch, "size": mc.size, "size_table": mc.table,
+        "arch": mc.arch, "size": mc.size, "seed": self.cfg.run.seed, "size_table": mc.table,
         "n_layer": mc.n_layer, "n_head": getattr(mc, "n_head", 0), "d_model": mc.d_model,
         "params": mc.num_params(), "non_embedding_params": mc.num_non_embedding_params(),
         "tokens": tokens, "steps": progress["step"],
