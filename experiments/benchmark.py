@@ -32,6 +32,7 @@ import shutil
 from absl import app, flags
 
 from abcjax.models.gpt import ATTENTION_IMPLS
+from abcjax import checks
 from experiments import cli
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -158,15 +159,14 @@ def main(argv):
   unknown = set(_WHAT.value) - {"train", "generate", "loader", "corpus"}
   if unknown:
     raise app.UsageError(f"unknown --what {sorted(unknown)}")
-  for flag, ok, allowed in (
+  checks.require([(flag.name, ok, allowed, flag.value) for flag, ok, allowed in (
       (_SECONDS, _SECONDS.value > 0, "a positive number of seconds"),
       (_ROUNDS, _ROUNDS.value >= 1, "1 or more"), (_BATCH, _BATCH.value >= 1, "1 or more"),
       (_BLOCK, _BLOCK.value >= 2, "2 or more"), (_VOCAB, _VOCAB.value >= 2, "2 or more"),
       (_GEN_BATCH, _GEN_BATCH.value >= 1, "1 or more"),
       (_GEN_TOKENS, _GEN_TOKENS.value >= 1, "1 or more"),
-      (_TORCH_THREADS, _TORCH_THREADS.value >= 0, "0 (its default) or more")):
-    if not ok:
-      raise app.UsageError(f"--{flag.name}={flag.value}: must be {allowed}")
+      (_TORCH_THREADS, _TORCH_THREADS.value >= 0, "0 (its default) or more"))],
+      prefix="--", error=app.UsageError)
   _check_torch_reference()
   from abcjax import benchmark
   for config in _configs():

@@ -23,7 +23,7 @@ def run(*args, timeout=300):
     ("scaling", ["--config.opt.lr=fast"], "config.opt.lr='fast': cannot read it as float"),
     ("best_model", ["--arch=lstm", "--config.model.n_head=4"],
      "config.model.n_head: model has no field 'n_head' for the lstm family"),
-    ("prepare_data", ["--max_files=0"], "--max_files=0: must be 1 or more"),
+    ("prepare_data", ["--max_files=0"], "--max_files must be 1 or more (None: every file), got 0"),
     ("prepare_data", ["--source=abc_dir", "--input_dir=/no/such/folder"], "/no/such/folder"),
 ])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, module, flags, message):

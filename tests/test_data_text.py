@@ -33,20 +33,20 @@ FILE = (
 
 
 def test_split_tunes_at_x_lines_keeps_preamble_apart():
-  preamble, tunes = abc_text.split_tunes(FILE)
+  preamble, tunes = abc_text.split_at_x_lines(FILE)
   assert preamble == "%abc-2.1\n% a file header comment\nI:linebreak $\n\n"
   assert [t.split("\n", 1)[0] for t in tunes] == ["X:1", "X:2", "X:3"]
   assert "".join(tunes) == FILE[len(preamble):].replace("\r\n", "\n")
 
 
 def test_split_tunes_without_x_line():
-  assert abc_text.split_tunes("T:loose\nK:C\nabc\n") == ("T:loose\nK:C\nabc\n", [])
+  assert abc_text.split_at_x_lines("T:loose\nK:C\nabc\n") == ("T:loose\nK:C\nabc\n", [])
   # "X:" only counts at the start of a line.
-  assert abc_text.split_tunes("T: see X:1\n")[1] == []
+  assert abc_text.split_at_x_lines("T: see X:1\n")[1] == []
 
 
 def test_clean_tune_rules():
-  _, tunes = abc_text.split_tunes(FILE)
+  _, tunes = abc_text.split_at_x_lines(FILE)
   first, reason = abc_text.clean_tune(tunes[0])
   assert reason is None
   assert first == "X:1\nT:First\nM:4/4\nK:G\n abc d2|\\% not a comment\n"

@@ -77,7 +77,7 @@ def normalize_newlines(text: str) -> str:
   return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def split_tunes(text: str) -> tuple[str, list[str]]:
+def split_at_x_lines(text: str) -> tuple[str, list[str]]:
   """Splits a file's text at lines starting with "X:". Returns (preamble, raw tunes).
 
   The preamble (anything before the first X: line, e.g. a file header) is not part of any tune.

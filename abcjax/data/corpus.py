@@ -39,7 +39,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tqdm
 
-from abcjax import atomic
+from abcjax import atomic, checks
 from abcjax.data import abc_text, sources, transpose as transposition
 from abcjax.data.vocab import Vocab
 
@@ -342,13 +342,11 @@ def build_corpus(out_dir, *, source: str = "music21", input_dir=None, input_file
     raise ValueError(f"--transpose={','.join(map(str, shifts))}: shifts must be distinct, "
                      "non-zero whole semitones (the original is always kept)")
   shifts = tuple(sorted(int(x) for x in shifts))
-  for name, value, ok, allowed in (
-      ("max_files", max_files, max_files is None or max_files >= 1, "1 or more (None: every file)"),
-      ("workers", workers, workers is None or workers >= 1, "1 or more (None: the CPU count)"),
-      ("timeout_s", timeout_s, timeout_s > 0, "a positive number of seconds"),
-      ("seed", seed, seed >= 0, "0 or more")):
-    if not ok:
-      raise ValueError(f"--{name}={value}: must be {allowed}")
+  checks.require([
+      ("max_files", max_files is None or max_files >= 1, "1 or more (None: every file)", max_files),
+      ("workers", workers is None or workers >= 1, "1 or more (None: the CPU count)", workers),
+      ("timeout_s", timeout_s > 0, "a positive number of seconds", timeout_s),
+      ("seed", seed >= 0, "0 or more", seed)], prefix="--")
   if out_dir.exists() and not out_dir.is_dir():
     raise ValueError(f"--out_dir={out_dir} is a file; give a folder for the corpus")
   if input_dir is not None and out_dir.resolve() == pathlib.Path(input_dir).resolve():
@@ -412,7 +410,7 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
       latin1_files += 1
       rejects.add(f.path, -1, "decoded_latin1", f"kept, not rejected: {decoded.detail}")
     text_chars += len(decoded.text)
-    preamble, raw_tunes = abc_text.split_tunes(decoded.text)
+    preamble, raw_tunes = abc_text.split_at_x_lines(decoded.text)
     if not raw_tunes:
       file_reasons["no_X_line"] += 1
       rejects.add(f.path, -1, "no_X_line", f"{len(decoded.text)} chars, no line starts with X:")
@@ -465,21 +463,21 @@ def _build(out_dir: pathlib.Path, files: Iterator[sources.RawFile], source_stats
   if groups is not None:  # renumbered in order of first appearance among the kept tunes
     groups = np.unique(groups, return_inverse=True)[1].reshape(-1)
   try:
-    split_tunes = {name: kept[idx] for name, idx in
-                   _split_indices(len(kept), split_fractions, seed, groups).items()}
+    split_idx = {name: kept[idx] for name, idx in
+                 _split_indices(len(kept), split_fractions, seed, groups).items()}
   except ValueError:  # too few tunes: rejects.tsv shows why
     rejects.publish()
     raise
   if not shifts:
     rejects.publish()
   # Each split's tunes in order as (spool, indices, chars per tune).
-  sources_of = {name: (spool, idx, lengths_np[idx]) for name, idx in split_tunes.items()}
+  sources_of = {name: (spool, idx, lengths_np[idx]) for name, idx in split_idx.items()}
   augment_stats = None
   if shifts:
-    forbidden = _held_out_digests(spool, np.concatenate([split_tunes["val"], split_tunes["test"]]),
+    forbidden = _held_out_digests(spool, np.concatenate([split_idx["val"], split_idx["test"]]),
                                   source)
     train_lengths, augment_stats = _add_transpositions(
-        spool, split_tunes["train"], shifts, train_spool, rejects, forbidden, source,
+        spool, split_idx["train"], shifts, train_spool, rejects, forbidden, source,
         lambda i: (origin_paths[origin_file[i]], origin_tune[i]), progress)
     rejects.publish()
     sources_of["train"] = (train_spool, np.arange(len(train_spool)), train_lengths)

@@ -18,14 +18,14 @@ import re
 import numpy as np
 
 MIN_LINE_CHARS = 20
-_FIELD_LINE = re.compile(r'^[A-Za-z+]:')
+_FIELD_LINE = re.compile(r"^[A-Za-z+]:")
 
 
 def judged_lines(text: str) -> list[str]:
   out = []
   for line in text.splitlines():
     line = line.strip()
-    if len(line) >= MIN_LINE_CHARS and not _FIELD_LINE.match(line) and not line.startswith('%'):
+    if len(line) >= MIN_LINE_CHARS and not _FIELD_LINE.match(line) and not line.startswith("%"):
       out.append(line)
   return out
 
@@ -41,7 +41,7 @@ def suffix_array(codes: np.ndarray) -> np.ndarray:
     second = np.full(n, -1, dtype=np.int64)
     second[:n - k] = rank[k:] if k < n else second[:0]
     key = rank * (n + 1) + (second + 1)
-    order = np.argsort(key, kind='stable')
+    order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     new_rank = np.empty(n, dtype=np.int64)
     new_rank[order] = np.concatenate([[0], np.cumsum(sorted_key[1:] != sorted_key[:-1])])
@@ -56,7 +56,7 @@ class TrainingIndex:
 
   def __init__(self, train_text: str):
     self.text = train_text
-    codes = np.frombuffer(train_text.encode('utf-32-le'), dtype=np.uint32)
+    codes = np.frombuffer(train_text.encode("utf-32-le"), dtype=np.uint32)
     self.sa = suffix_array(codes)
     self.lines = set(judged_lines(train_text))
 

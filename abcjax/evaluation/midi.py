@@ -39,7 +39,7 @@ DEFAULT_TIMEOUT_S = 30.0
 @dataclasses.dataclass
 class ConversionResult:
   converted: bool
-  error: str = ''  # '' when converted; 'timeout' when it ran past the limit
+  error: str = ""  # '' when converted; 'timeout' when it ran past the limit
   seconds: float = 0.0
   notes: int = 0  # note-on events read back from the written MIDI file
   duration_quarters: float = 0.0
@@ -84,15 +84,15 @@ def parse_abc(text: str):
   """
   from music21 import converter, stream
   with warnings.catch_warnings():
-    warnings.simplefilter('ignore')
-    parsed = converter.parseData(text, format='abc')
+    warnings.simplefilter("ignore")
+    parsed = converter.parseData(text, format="abc")
   if isinstance(parsed, stream.Opus):
     parsed = parsed.scores[0] if parsed.scores else parsed
   return parsed
 
 
 def has_study_fields(text: str) -> bool:
-  return all(re.search(rf'(?m)^{f}:', text) for f in 'XTK')
+  return all(re.search(rf"(?m)^{f}:", text) for f in "XTK")
 
 
 def study_valid(text: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
@@ -143,7 +143,7 @@ def strip_repeats(score) -> None:
     if isinstance(measure.leftBarline, bar.Repeat):
       measure.leftBarline = None
     if isinstance(measure.rightBarline, bar.Repeat):
-      measure.rightBarline = bar.Barline('regular')
+      measure.rightBarline = bar.Barline("regular")
   for bracket in list(score.recurse().getElementsByClass(spanner.RepeatBracket)):
     for site in list(bracket.sites.get()):
       if site is not None and bracket in site:
@@ -161,7 +161,7 @@ def _convert(text: str, midi_path: str) -> tuple[int, float]:
     # close it, which players read as a plain section end): write the music once instead
     strip_repeats(score)
     mf = midi.translate.streamToMidiFile(score)
-  mf.open(midi_path, 'wb')
+  mf.open(midi_path, "wb")
   try:
     mf.write()
   finally:
@@ -178,20 +178,20 @@ def abc_to_midi(text: str, midi_path: str | None = None,
   midi_path None converts to a temporary file that is deleted afterwards.
   """
   start = time.perf_counter()
-  tmp_dir = tempfile.mkdtemp(prefix='abc2mid') if midi_path is None else None
+  tmp_dir = tempfile.mkdtemp(prefix="abc2mid") if midi_path is None else None
   # A name of this process's beside midi_path; music21 creates it with the usual permissions.
-  path = (os.path.join(tmp_dir, 'tune.mid') if midi_path is None
-          else f'{midi_path}.{os.getpid()}.{threading.get_ident()}.tmp')
+  path = (os.path.join(tmp_dir, "tune.mid") if midi_path is None
+          else f"{midi_path}.{os.getpid()}.{threading.get_ident()}.tmp")
   try:
     notes, quarters = _call_with_timeout(lambda: _convert(text, path), timeout_s)
-    error = '' if notes > 0 else 'no_notes'
+    error = "" if notes > 0 else "no_notes"
     if not error and midi_path:
       os.replace(path, midi_path)
   except ConversionTimeout:
-    notes, quarters, error = 0, 0.0, 'timeout'
+    notes, quarters, error = 0, 0.0, "timeout"
   except Exception as e:  # music21 raises many exception types on bad input
     notes, quarters = 0, 0.0
-    error = f'{type(e).__name__}: {e}'.replace('\n', ' ')[:200]
+    error = f"{type(e).__name__}: {e}".replace("\n", " ")[:200]
   finally:
     if os.path.exists(path):
       os.remove(path)
@@ -205,41 +205,41 @@ def abc_to_midi(text: str, midi_path: str | None = None,
 # other `Error` line is a hard error: abc2midi could not read the music as written. Found on
 # music21's ABC corpus with abc2midi 4.84; each with why it is not a defect of the tune.
 ABC2MIDI_SOFT_ERRORS = (
-    ('I: key', 'an I: instruction abc2midi does not know; ABC 2.1 ignores unknown I: fields'),
-    ('Guitar chord does not start with', 'a quoted text such as "fine": no chord to accompany'),
-    ('Unrecognized chord name', 'a quoted text or chord abc2midi cannot accompany'),
-    ('Hornpipe must be in', "abc2midi's swing for R:hornpipe"),
-    ('Cannot apply broken rhythm', '> between notes of unequal length (ABC 2.1: undefined)'),
-    ('Could not find note to be tied', 'a tie to a note of another pitch'),
-    ('Cannot find note before tie', 'a tie after a rest'),
-    ('found [', 'its repeat expansion: an ending before |:'),
-    ('Missing :| at end of tune', 'its repeat expansion'),
-    ('Expected end repeat not found', 'its repeat expansion'),
-    ('found :: before |:', 'its repeat expansion'),
-    ('found another |: after a |:', 'its repeat expansion'),
-    ('Cannot find :| || [| or |] to close variant ending', 'its repeat expansion'),
-    ('malformed Q: field', 'a Q: tempo it cannot read (ABC 2.1 accepts the old Q:120 forms)'),
-    ('First K: field must specify key signature', 'ABC 2.1 allows an empty K: (no signature)'),
-    ('P: field in header should go after K: field', 'ABC 2.1 puts the order of parts there'),
-    ('in part specification', 'a header P: that is not an order of parts'),
-    ("'!' or '+' in middle of line ignored", 'a ! line break (ABC 2.0, deprecated in 2.1)'),
-    ('nested tuples', 'a tuplet starting inside another'),
-    ('Not a valid microtone', 'a K: clef option such as -8va'),
-    ('Intervening note needed between grace notes', 'two grace groups in a row'),
-    ('Rolls and trills not supported in chords', 'its playback of ornaments'),
-    ('Grace notes not allowed in chord', 'its playback of grace notes'),
-    ('Broken rhythm not allowed in chord', 'its playback of broken rhythm'),
+    ("I: key", "an I: instruction abc2midi does not know; ABC 2.1 ignores unknown I: fields"),
+    ("Guitar chord does not start with", 'a quoted text such as "fine": no chord to accompany'),
+    ("Unrecognized chord name", "a quoted text or chord abc2midi cannot accompany"),
+    ("Hornpipe must be in", "abc2midi's swing for R:hornpipe"),
+    ("Cannot apply broken rhythm", "> between notes of unequal length (ABC 2.1: undefined)"),
+    ("Could not find note to be tied", "a tie to a note of another pitch"),
+    ("Cannot find note before tie", "a tie after a rest"),
+    ("found [", "its repeat expansion: an ending before |:"),
+    ("Missing :| at end of tune", "its repeat expansion"),
+    ("Expected end repeat not found", "its repeat expansion"),
+    ("found :: before |:", "its repeat expansion"),
+    ("found another |: after a |:", "its repeat expansion"),
+    ("Cannot find :| || [| or |] to close variant ending", "its repeat expansion"),
+    ("malformed Q: field", "a Q: tempo it cannot read (ABC 2.1 accepts the old Q:120 forms)"),
+    ("First K: field must specify key signature", "ABC 2.1 allows an empty K: (no signature)"),
+    ("P: field in header should go after K: field", "ABC 2.1 puts the order of parts there"),
+    ("in part specification", "a header P: that is not an order of parts"),
+    ("'!' or '+' in middle of line ignored", "a ! line break (ABC 2.0, deprecated in 2.1)"),
+    ("nested tuples", "a tuplet starting inside another"),
+    ("Not a valid microtone", "a K: clef option such as -8va"),
+    ("Intervening note needed between grace notes", "two grace groups in a row"),
+    ("Rolls and trills not supported in chords", "its playback of ornaments"),
+    ("Grace notes not allowed in chord", "its playback of grace notes"),
+    ("Broken rhythm not allowed in chord", "its playback of broken rhythm"),
 )
-_ABC2MIDI_MESSAGE = re.compile(r'^(Error|Warning)(?: in line-char (\d+)-(\d+))?\s*:?\s*(.*)$')
+_ABC2MIDI_MESSAGE = re.compile(r"^(Error|Warning)(?: in line-char (\d+)-(\d+))?\s*:?\s*(.*)$")
 # abc2midi 4.84 does not know ABC 2.1's invisible bar line `[|]` (it reads a chord): it gets `|`
 # instead, or nothing where another bar line follows (`[|]|]`).
-_INVISIBLE_BAR = re.compile(r'\[\|\]')
-_INVISIBLE_BAR_BEFORE_BAR = re.compile(r'\[\|\](?=[|:\[])')
+_INVISIBLE_BAR = re.compile(r"\[\|\]")
+_INVISIBLE_BAR_BEFORE_BAR = re.compile(r"\[\|\](?=[|:\[])")
 
 
 def _for_abc2midi(text: str) -> str:
-  text = _INVISIBLE_BAR_BEFORE_BAR.sub('', text)
-  return _INVISIBLE_BAR.sub('|', text if text.endswith('\n') else text + '\n')
+  text = _INVISIBLE_BAR_BEFORE_BAR.sub("", text)
+  return _INVISIBLE_BAR.sub("|", text if text.endswith("\n") else text + "\n")
 
 
 def _allowed_by_abc21(message: str, lines: list[str], line_number: str | None,
@@ -252,17 +252,17 @@ def _allowed_by_abc21(message: str, lines: list[str], line_number: str | None,
   if not line_number or not 0 < int(line_number) <= len(lines):
     return False
   line = lines[int(line_number) - 1]
-  if message.startswith('Field not allowed in tune body'):
-    return line[:1] in abc_checker.BODY_FIELDS and line[1:2] == ':'
-  if message.startswith('missplaced w: field'):  # abc2midi takes any +: for a w: continuation
-    return line.startswith('+:')
-  if message.startswith('Malformed note'):
-    at = line[int(column):int(column) + 1] if column else ''
-    return at != '' and at not in '^_='
+  if message.startswith("Field not allowed in tune body"):
+    return line[:1] in abc_checker.BODY_FIELDS and line[1:2] == ":"
+  if message.startswith("missplaced w: field"):  # abc2midi takes any +: for a w: continuation
+    return line.startswith("+:")
+  if message.startswith("Malformed note"):
+    at = line[int(column):int(column) + 1] if column else ""
+    return at != "" and at not in "^_="
   return False
 
 
-def classify_abc2midi_output(output: str, text: str = '') -> Abc2MidiResult:
+def classify_abc2midi_output(output: str, text: str = "") -> Abc2MidiResult:
   """abc2midi's messages -> hard errors, soft errors (ABC2MIDI_SOFT_ERRORS) and a warning count.
   abc2midi exits 0 even on errors, so its `Error` lines decide. `text` is the tune it read, to
   see what some messages point at (_allowed_by_abc21)."""
@@ -273,7 +273,7 @@ def classify_abc2midi_output(output: str, text: str = '') -> Abc2MidiResult:
     if not m:
       continue
     kind, line_number, column, message = m.groups()
-    if kind == 'Warning':
+    if kind == "Warning":
       warning_count += 1
     elif any(pattern in message for pattern, _ in ABC2MIDI_SOFT_ERRORS):
       soft.append(line.strip())
@@ -287,18 +287,18 @@ def classify_abc2midi_output(output: str, text: str = '') -> Abc2MidiResult:
 def abc2midi_check(text: str, timeout_s: float = 20.0) -> Abc2MidiResult:
   """Runs `abc2midi -c` (check only: it reports the same messages as a conversion) in a
   temporary folder and classifies what it prints (classify_abc2midi_output)."""
-  exe = shutil.which('abc2midi')
+  exe = shutil.which("abc2midi")
   if exe is None:
     return Abc2MidiResult(available=False)
-  with tempfile.TemporaryDirectory(prefix='abc2midi') as tmp:
-    path = os.path.join(tmp, 'tune.abc')
+  with tempfile.TemporaryDirectory(prefix="abc2midi") as tmp:
+    path = os.path.join(tmp, "tune.abc")
     text = _for_abc2midi(text)
-    with open(path, 'w', encoding='utf-8') as f:
+    with open(path, "w", encoding="utf-8") as f:
       f.write(text)
     try:
       # cwd: abc2midi writes a barloc.txt file into the working folder
-      proc = subprocess.run([exe, path, '-c'], capture_output=True, text=True, cwd=tmp,
-                            timeout=timeout_s, errors='replace')
+      proc = subprocess.run([exe, path, "-c"], capture_output=True, text=True, cwd=tmp,
+                            timeout=timeout_s, errors="replace")
     except subprocess.TimeoutExpired:
-      return Abc2MidiResult(True, False, ['timeout'], 0)
+      return Abc2MidiResult(True, False, ["timeout"], 0)
   return classify_abc2midi_output(proc.stdout + proc.stderr, text)

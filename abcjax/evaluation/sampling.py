@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from abcjax import atomic
+from abcjax import atomic, checks
 from abcjax.evaluation.abc_checker import check_tune
 from abcjax.models.decode import KNOB_RANGES, generate
 
@@ -40,9 +40,8 @@ class SamplingConfig:
   prompt_bars: int = 2
 
   def __post_init__(self):
-    for name, (ok, allowed) in FIELD_RANGES.items():
-      if not ok(getattr(self, name)):
-        raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+    checks.require([(name, ok(getattr(self, name)), allowed, getattr(self, name))
+                    for name, (ok, allowed) in FIELD_RANGES.items()])
     if self.num_uncond + self.num_cond < 1:
       raise ValueError("num_uncond + num_cond is 0: ask for at least one sample")
 
