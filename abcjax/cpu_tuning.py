@@ -5,7 +5,7 @@ code that imports abcjax opts in the same way:
 
   from abcjax import cpu_tuning
   cpu_tuning.reexec_with_tuned_malloc(__name__, __file__)  # at the top, before jax is imported
-  cfg = cfg.replace(cpu_backward=cpu_tuning.cpu_backward())
+  cfg = cfg.replace(model=cfg.model.replace(cpu_backward=cpu_tuning.cpu_backward()))
   loop.train(cfg, workdir, after_step=cpu_tuning.pacing())
 
 Allocator. XLA:CPU allocates every train step's temporaries afresh (1.5 GB a step for GPT tiny at

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from abcjax.train import loop
-from abcjax.train import presets
+from abcjax.models import get_config
+from abcjax.train import loop, presets
 from abcjax.train.config import Config, config_mismatch, override
 from tests.tiny_corpus import build_tiny_corpus
 
@@ -30,11 +30,11 @@ PATHS = {"lr": "opt.lr", "warmup_frac": "opt.warmup_frac", "grad_clip": "opt.gra
 
 
 def tiny_config(data_dir, arch="gpt", **changes) -> Config:
-  """The CPU preset's tiny size at 1/6 (GPT) or 1/4 (LSTM) width, 24 steps of 8 x 32 tokens;
-  `changes` by short name (PATHS) or as model fields."""
+  """The table's tiny size at 1/6 (GPT) or 1/4 (recurrent) width on the cpu preset's recipe,
+  24 steps of 8 x 32 tokens; `changes` by short name (PATHS) or as model fields."""
   cfg = presets.make("cpu", arch, "tiny", backend="cpu")
   width = {"gpt": 1 / 6}.get(arch, 0.25)
-  model = presets.registry.get_config(arch, "tiny", block_size=32).scale_width(width)
+  model = get_config(arch, "tiny", block_size=32).scale_width(width)
   cfg = override(cfg.replace(model=model), {
       "data.data_dir": str(data_dir), "data.batch_size": 8, "data.tokens": 24 * 8 * 32,
       "opt.lr": 3e-3, "opt.warmup_frac": 0.1, "eval.every": 12, "eval.batch_size": 8,

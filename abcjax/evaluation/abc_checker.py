@@ -63,7 +63,7 @@ DEFINED_FIELDS = HEADER_FIELDS | BODY_FIELDS
 FILE_HEADER_FIELDS = frozenset("ABCDFGHILMmNORrSUZ")
 
 # At most one bar in 8 may have a length no rule explains (a transcription slip). Calibrated on
-# music21's ABC corpus, where 3.5% of tunes (mostly Essen) hold such bars: see BUILD_NOTES.md.
+# music21's ABC corpus, where about 3% of tunes (mostly Essen) hold such bars: see BUILD_NOTES.md.
 IRREGULAR_BAR_RATE = Fraction(1, 8)
 
 _FIELD_LINE = re.compile(r"^([A-Za-z+]):")

@@ -30,7 +30,7 @@ class SamplingConfig:
   num_uncond: int = 25
   num_cond: int = 25
   # The study sampled with top-k 5 at temperature 1.0; a lower temperature trades diversity for
-  # validity (the CPU preset's best model at 4 epochs: 86% of samples valid at 0.5, 86-90% at 0.3).
+  # validity (BUILD_NOTES.md, samples).
   temperature: float = 0.3
   top_k: int = 5
   top_p: float = 1.0

@@ -66,7 +66,7 @@ class LSTMConfig(RecurrentConfig):
   # (95% of tunes are shorter than 531 characters) as sampling does.
   CPU: ClassVar[CpuPreset] = CpuPreset(
       width_scale=0.25,
-      lr={"tiny": 6e-3, "small": 5e-3, "medium": 4e-3, "large": 3e-3},
+      lr={"tiny": 1.2e-2, "small": 1e-2, "medium": 8e-3, "large": 6e-3},
       best_model={"data.tokens": 4_000_000, "data.epochs": 8.0, "model.block_size": 512,
                   "data.batch_size": 32, "eval.every": 100, "run.checkpoint_every": 100,
                   "run.log_every": 20},

@@ -270,7 +270,7 @@ class Trainer:
           raise TrainingDiverged(
               f"loss is {host['loss']} and gradient norm {host['grad_norm']} at step {step_no} of "
               f"{self.workdir}; the last good "
-              f"checkpoint (step {self.ckpt.latest_step()}) is kept. Lower --lr or raise warmup, "
+              f"checkpoint (step {self.ckpt.latest_step()}) is kept. Lower --config.opt.lr or raise --config.opt.warmup_frac, "
               "then rerun in a new work folder (or in this one to resume from that checkpoint).")
         out.append(host)
       return out

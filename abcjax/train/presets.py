@@ -31,13 +31,13 @@ PAPER_BEST = {"data.tokens": 200_000_000, "data.epochs": 5.0, "eval.every": 2000
               "run.checkpoint_every": 2000}
 
 # The CPU preset trains laptop-sized models (each family's `CPU.sizes`, or its table's widths times
-# `CPU.width_scale`) on 4M tokens each, in many small steps (batch 32 x 64 tokens: 1,953 AdamW
+# `CPU.width_scale`) on 4M tokens each, in many small steps (batch 16 x 64 tokens: 3,906 AdamW
 # steps), so that the models learn the music rather than leave the unigram plateau: the five-size
 # GPT sweep takes ~12 minutes on 2 cores. Context 64: at these widths attention over 256
 # positions, not the matmuls, is most of a step's cost on a CPU (4x fewer tokens/s measured).
-CPU = PAPER.replace(data=DataConfig(tokens=4_000_000, batch_size=32),
-                    eval=EvalConfig(every=250),
-                    run=RunConfig(checkpoint_every=250, log_every=25, preset="cpu"))
+CPU = PAPER.replace(data=DataConfig(tokens=4_000_000, batch_size=16),
+                    eval=EvalConfig(every=500),
+                    run=RunConfig(checkpoint_every=500, log_every=50, preset="cpu"))
 CPU_BLOCK_SIZE = 64
 
 # The study's best model is GPT xl. Without a GPU the LSTM family is the better one (the CPU-preset
