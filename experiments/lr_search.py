@@ -75,7 +75,9 @@ def main(argv):
       lr = base.opt.lr * factor
       cfg = override(base, {"opt.lr": lr, "data.tokens": tokens})
       path = pathlib.Path(WORKDIR.value) / arch / f"{size}-lr{lr:.3g}"
-      print(f"[{arch} {size} lr {lr:.3g}] {path}", flush=True)
+      done = (path / loop.RESULTS_FILE).exists()
+      print(f"[{arch} {size} lr {lr:.3g}] {'finished before in' if done else 'training in'} {path}",
+            flush=True)
       results = loop.train(cfg, path, after_step=cpu_tuning.pacing())
       rows.append({"size": size, "params": results["params"], "lr": lr, "factor": factor,
                    "tokens": results["tokens"], "best_val_loss": results["best_val_loss"]})
