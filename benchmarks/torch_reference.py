@@ -148,7 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--min_steps", type=int, default=3, help="Timed steps at least.")
   parser.add_argument("--warmup_steps", type=int, default=2, help="Untimed steps first.")
   parser.add_argument("--seed", type=int, default=0)
-  # abcjax's TrainConfig defaults.
+  # abcjax's OptimizerConfig defaults.
   parser.add_argument("--lr", type=float, default=3e-4)
   parser.add_argument("--b1", type=float, default=0.9)
   parser.add_argument("--b2", type=float, default=0.95)

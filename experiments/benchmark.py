@@ -112,6 +112,9 @@ def _peer_path() -> str:
   return str(path if path.is_absolute() else (_REPO / path).resolve())
 
 
+TORCH_REFERENCE_ARCHS = ("gpt", "lstm")  # the families benchmarks/torch_reference.py builds
+
+
 def _check_torch_reference() -> None:
   """Fails before any measurement, naming the flag, when the reference cannot be run."""
   if not _TORCH_PYTHON.value:
@@ -122,6 +125,10 @@ def _check_torch_reference() -> None:
   if not pathlib.Path(_peer_path()).is_file():
     raise app.UsageError(f"--torch_reference={_TORCH_REFERENCE.value}: no such file "
                          f"{_peer_path()} (a relative path is taken from {_REPO})")
+  others = sorted(set(_ARCHS.value) - set(TORCH_REFERENCE_ARCHS))
+  if others:
+    raise app.UsageError(f"--torch_python: the PyTorch reference has {list(TORCH_REFERENCE_ARCHS)} "
+                         f"only, not {others}; measure those without --torch_python")
 
 
 def _train(config) -> None:

@@ -41,8 +41,7 @@ def main(argv):
   if size not in names:
     raise app.UsageError(f"--size: {arch} table {table} has {names}, not {size!r}")
   print(f"best model: {arch} {size} (table {table}, preset {preset})", flush=True)
-  cfg = common.make_config(preset, arch, size, best_model=True,
-                           owned={"model.size": "--size", "model.table": "--table"})
+  cfg = common.make_config(preset, arch, size, best_model=True)
   results = loop.train(cfg, WORKDIR.value, after_step=cpu_tuning.pacing())
   print(json.dumps(results, indent=2))
 

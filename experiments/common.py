@@ -75,6 +75,10 @@ def start_distributed() -> None:
   distributed.initialize(DISTRIBUTED.value, COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value)
 
 
+# Config paths that a command choosing sizes by name (--sizes) sets itself.
+SIZE_OWNED = {"model.n_layer": "--sizes", "model.d_model": "--sizes", "model.n_head": "--sizes"}
+
+
 def make_config(preset_name: str, arch: str, size: str, *, best_model: bool = False,
                 owned: dict[str, str] | None = None) -> Config:
   """The preset's config of one size, with the CPU tuning's backward passes where it applies,

@@ -31,7 +31,7 @@ SWEEP_WORKDIR = flags.DEFINE_string("sweep_workdir", "runs/scaling",
                                     "A scaling sweep whose finished runs are read where they fit the grid.")
 BOOTSTRAP = flags.DEFINE_integer("bootstrap", 300, "Bootstrap resamples behind the fit's CIs.")
 
-_OWNED = {"model.size": "--sizes", "data.tokens": "--budgets"}
+_OWNED = {"data.tokens": "--budgets", **common.SIZE_OWNED}
 
 
 def main(argv):

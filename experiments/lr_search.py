@@ -31,7 +31,7 @@ BUDGET_FRACTION = flags.DEFINE_float("budget_fraction", 0.25,
                                      "Share of the preset's token budget each run trains on.")
 WORKDIR = flags.DEFINE_string("workdir", "runs/lr_search", "Folder of the search's runs and tables.")
 
-_OWNED = {"model.size": "--sizes", "opt.lr": "--lr_factors", "data.tokens": "--budget_fraction"}
+_OWNED = {"opt.lr": "--lr_factors", "data.tokens": "--budget_fraction", **common.SIZE_OWNED}
 
 
 def write_table(rows: list[dict], out: pathlib.Path, title: str) -> str:

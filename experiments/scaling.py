@@ -27,8 +27,7 @@ WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "Folder of the sweep; o
 COMPARE = flags.DEFINE_bool("compare", True, "Also write the family comparison when two or more have results.")
 
 # Fields a sweep sets per size; a shape given to every size would give them all one model.
-_OWNED = {"run.seed": "--seeds", "model.size": "--sizes", "model.table": "--table", "model.n_layer": "--sizes",
-          "model.d_model": "--sizes", "model.n_head": "--sizes"}
+_OWNED = {"run.seed": "--seeds", **common.SIZE_OWNED}
 
 
 def main(argv):

@@ -16,7 +16,7 @@ def run(*args, timeout=300):
 
 
 @pytest.mark.parametrize("module, flags, message", [
-    ("scaling", ["--config.model.size=xl"], "--config.model.size: model.size is set by --sizes here"),
+    ("scaling", ["--config.model.size=xl"], "config.model.size: a size name comes with its shape"),
     ("scaling", ["--config.model.n_layer=4"], "model.n_layer is set by --sizes here"),
     ("best_model", ["--config.data.epochs=-1"], "data.epochs must be a positive number, got -1.0"),
     ("scaling", ["--config.opt.lr=-0.1"], "opt.lr must be a positive number, got -0.1"),

@@ -55,11 +55,10 @@ def test_a_new_shape_is_labelled_custom():
 
 
 def test_validate_names_the_path():
-  bad = gpt_config().replace(opt=OptimizerConfig(lr=-1.0))
   with pytest.raises(ValueError, match=r"^opt.lr must be a positive number, got -1.0"):
-    bad.validate()
+    OptimizerConfig(lr=-1.0)
   with pytest.raises(ValueError, match=r"^data.batch_size must be a positive integer"):
-    gpt_config().replace(data=DataConfig(batch_size=0)).validate()
+    override(gpt_config(), {"data.batch_size": 0})
   with pytest.raises(ValueError, match=r"^model.n_head must be a positive divisor of d_model"):
     get_config("gpt", "tiny", n_head=5)
 
@@ -106,6 +105,14 @@ def test_flags_override_any_field_by_path():
               for f in dataclasses.fields(cls)}
   assert expected <= names and {"model.n_head", "model.unroll", "model.d_model"} <= names
   assert not any(n.endswith(("SIZES", "CPU", "arch")) for n in names)
+
+
+def test_size_table_and_vocabulary_are_not_overridden():
+  for path, message in (("model.size", "a size name comes with its shape"),
+                        ("model.table", "a table comes with its shapes"),
+                        ("model.vocab_size", "the corpus's")):
+    with pytest.raises(ValueError, match=message):
+      override(gpt_config(), {path: "xl" if path == "model.size" else "B"})
 
 
 def test_frozen_sections():

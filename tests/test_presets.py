@@ -52,3 +52,7 @@ def test_the_paper_budget_is_capped_to_a_few_passes_over_the_corpus():
   assert "23.3 passes" in note and "--transpose=all" in note
   same, none = presets.cap_to_corpus(cfg, 50_000_000)
   assert same == cfg and none is None
+  best = presets.make("paper", "gpt", "xl", best_model=True, backend="cpu")  # 5 epochs
+  capped, note = presets.cap_to_corpus(best, 4_300_000)
+  assert capped.total_tokens <= presets.PAPER_MAX_PASSES * 4_300_000 and capped.data.epochs == 5
+  assert "an epoch, 5 epochs" in note

@@ -15,7 +15,7 @@ OUTPUTS = ("{a}_results.csv", "{a}_training_curves.png", "{a}_loss_vs_params.png
 def scaling(workdir, data_dir, arch, sizes, *extra):
   return run_experiment(
       "scaling", f"--arch={arch}", f"--sizes={sizes}", "--preset=cpu", f"--workdir={workdir}",
-      f"--data_dir={data_dir}", "--config.data.tokens=16384", "--config.data.batch_size=8",
+      f"--data_dir={data_dir}", "--config.data.tokens=8192", "--config.data.batch_size=8",
       "--config.eval.every=8", "--config.run.log_every=4", "--config.run.progress=false", *extra)
 
 
@@ -31,7 +31,7 @@ def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path)
   assert [r["size"] for r in rows] == ["tiny", "small"]
   assert float(rows[0]["params"]) < float(rows[1]["params"])
   for row in rows:
-    assert float(row["tokens"]) == 16384 and 0 < float(row["best_val_loss"]) < 5
+    assert float(row["tokens"]) == 8192 and 0 < float(row["best_val_loss"]) < 5
   summary = (work / "gpt" / "gpt_summary.txt").read_text()
   assert "size_table=A" in summary and "L = " in summary
 
@@ -64,7 +64,7 @@ def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path)
   assert "not trained alike" not in table
   # The same families on another corpus are flagged as not like for like.
   fit = json.loads((work / "lstm" / "lstm_fit.json").read_text())
-  assert fit["corpus"] == str(data_dir.resolve()) and fit["tokens"] == [16384]
+  assert fit["corpus"] == str(data_dir.resolve()) and fit["tokens"] == [8192]
   fit["corpus"] = str(other)
   (work / "lstm" / "lstm_fit.json").write_text(json.dumps(fit))
   compare.compare(work)

@@ -402,3 +402,18 @@ def test_joint_plot_and_summary(joint_fit, tmp_path):
   default = report.joint_fit_summary(joint_fit)
   assert f"{10 ** np.ceil(np.log10(spent.min())):.3g}" in default
   assert f"{10 ** (np.floor(np.log10(spent.max())) + 2):.3g}" in default
+
+
+def test_saturating_fit_interval_holds_the_true_exponent():
+  rng = np.random.default_rng(3)
+  n = np.geomspace(3e4, 1.2e6, 5)
+  true = 1.2 + 40.0 * n**-0.45
+  hits = 0
+  for _ in range(10):
+    fit = fit_saturating_power_law(n, true * np.exp(rng.normal(0, 0.003, 5)), bootstrap=100)
+    low, high = fit.alpha_ci95
+    assert low < fit.alpha < high and fit.bootstrap == 100
+    hits += low <= 0.45 <= high
+  assert hits >= 7  # a 95% interval, from 5 noisy points
+  exact = fit_saturating_power_law(n[:3], true[:3])
+  assert np.isnan(exact.alpha_ci95[0]) and exact.bootstrap == 0  # no residual freedom

@@ -158,8 +158,11 @@ def parse_meter(value: str) -> Fraction | None:
   m = _METER.fullmatch(v)
   if not m:
     raise AbcError("bad_meter", f"M:{value}")
-  num = sum(int(x) for x in m.group(1).split("+") if x.strip())
-  den = int(m.group(2))
+  try:
+    num = sum(int(x) for x in m.group(1).split("+") if x.strip())
+    den = int(m.group(2))
+  except ValueError:  # e.g. "M:2 3/4": digits the pattern lets through, not a number
+    raise AbcError("bad_meter", f"M:{value}") from None
   if num <= 0 or den <= 0:
     raise AbcError("bad_meter", f"M:{value}")
   return Fraction(num, den)

@@ -40,8 +40,9 @@ class CpuPreset:
   """How a family's sizes shrink for the laptop preset (abcjax.train.presets)."""
 
   lr: dict[str, float]                      # peak learning rate per size name
-  width_scale: float = 1.0                  # every width of the size table times this, unless
-  sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # shapes by name
+  width_scale: float = 1.0                  # every width of the size table times this...
+  # ...unless the family gives its own laptop shape for the size name (the same for both tables).
+  sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
   # Overrides of the CPU recipe for experiments.best_model, by config path ("data.tokens": ...),
   # and its learning rate per size where it differs from `lr`.
   best_model: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -86,7 +87,8 @@ class ModelConfig:
     """The config of a named size of the table, or of size "custom" with its shape in `fields`.
 
     Giving a named size another shape turns it into size "custom", so a run's output never claims
-    a table size it did not train.
+    a table size it did not train. (The cpu preset keeps the names for its laptop shapes: there
+    a name is the size's place in the family's ladder, and the shape is in the run's config.)
     """
     names = cls.size_names(table)
     if size == CUSTOM_SIZE:

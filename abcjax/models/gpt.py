@@ -69,7 +69,7 @@ class GPTConfig(ModelConfig):
   CPU: ClassVar[CpuPreset] = CpuPreset(
       sizes={"tiny": _shape(2, 2, 32), "small": _shape(3, 3, 48), "medium": _shape(4, 4, 64),
              "large": _shape(5, 6, 96), "xl": _shape(6, 8, 128)},
-      lr={"tiny": 1.6e-2, "small": 2.4e-2, "medium": 8e-3, "large": 6e-3, "xl": 4e-3},
+      lr={"tiny": 1.6e-2, "small": 1.2e-2, "medium": 8e-3, "large": 6e-3, "xl": 4e-3},
       best_model={"data.tokens": 1_600_000, "data.epochs": 3.0, "eval.every": 200,
                   "run.checkpoint_every": 200, "run.log_every": 20})
 

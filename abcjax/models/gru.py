@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from abcjax.models import registry
 from abcjax.models.configs import CpuPreset, RecurrentConfig
 from abcjax.models.layers import dense_dot_general, embed
-from abcjax.models.lstm import RECURRENT_SIZES
+from abcjax.models.lstm import RECURRENT_SIZES, LSTMConfig
 
 Params = Any
 DecodeState = dict[str, Any]
@@ -38,8 +38,8 @@ class GRUConfig(RecurrentConfig):
   arch: ClassVar[str] = "gru"
   GATES: ClassVar[int] = 3
   SIZES: ClassVar[dict[str, dict[str, dict[str, int]]]] = RECURRENT_SIZES
-  CPU: ClassVar[CpuPreset] = CpuPreset(
-      width_scale=0.25, lr={"tiny": 6e-3, "small": 5e-3, "medium": 4e-3, "large": 3e-3})
+  # The LSTM's laptop widths and its searched rates (not searched for the GRU itself).
+  CPU: ClassVar[CpuPreset] = CpuPreset(width_scale=0.25, lr=LSTMConfig.CPU.lr)
 
 
 class GRURecurrence(nn.Module):

@@ -61,12 +61,13 @@ class LSTMConfig(RecurrentConfig):
       "B": {"large": 42.2e6},
   }
   # The LSTM table is 4-16x smaller than the GPT table to begin with, so its widths shrink less.
+  # Rates from experiments.lr_search (BUILD_NOTES.md).
   # The best model trains on windows of 512 characters (batch 32, the same 16K tokens a step): an
   # LSTM costs the same per token at any window length, and 512 holds a whole tune from its header
   # (95% of tunes are shorter than 531 characters) as sampling does.
   CPU: ClassVar[CpuPreset] = CpuPreset(
       width_scale=0.25,
-      lr={"tiny": 1.2e-2, "small": 1e-2, "medium": 8e-3, "large": 6e-3},
+      lr={"tiny": 4.8e-2, "small": 4e-2, "medium": 1.6e-2, "large": 1.2e-2},
       best_model={"data.tokens": 4_000_000, "data.epochs": 8.0, "model.block_size": 512,
                   "data.batch_size": 32, "eval.every": 100, "run.checkpoint_every": 100,
                   "run.log_every": 20},

@@ -46,6 +46,9 @@ class SaturatingPowerLaw:
   r2: float
   n_points: int
   alpha_at_bound: bool = False  # α sits at an end of SATURATING_ALPHA_RANGE: not a true optimum
+  # 95% interval of α from a residual bootstrap (nan with 3 points: no residual freedom).
+  alpha_ci95: tuple[float, float] = (float("nan"), float("nan"))
+  bootstrap: int = 0
 
   def __call__(self, n):
     return self.e + self.a * np.asarray(n, dtype=np.float64) ** -self.alpha
@@ -53,7 +56,8 @@ class SaturatingPowerLaw:
   def describe(self) -> str:
     bound = (f" (alpha at the edge of its search range {list(SATURATING_ALPHA_RANGE)}: "
              "not an optimum)" if self.alpha_at_bound else "")
-    return (f"L = {self.e:.4g} + {self.a:.4g} * N^{-self.alpha:.4f} (alpha std {self.alpha_std:.4f}), "
+    return (f"L = {self.e:.4g} + {self.a:.4g} * N^{-self.alpha:.4f} (alpha std {self.alpha_std:.4f}, "
+            f"bootstrap 95% [{self.alpha_ci95[0]:.4f}, {self.alpha_ci95[1]:.4f}] over residuals), "
             f"R2 = {self.r2:.4f}, {self.n_points} points{bound}")
 
 
@@ -107,11 +111,25 @@ def _linear_given_alpha(n, loss, alpha):
   return float(e), float(a), sse
 
 
-def fit_saturating_power_law(n, loss) -> SaturatingPowerLaw:
+def _golden_alpha(rel_n, loss, lo, hi, iterations: int) -> float:
+  golden = (math.sqrt(5) - 1) / 2
+  for _ in range(iterations):
+    m1, m2 = hi - golden * (hi - lo), lo + golden * (hi - lo)
+    if _linear_given_alpha(rel_n, loss, m1)[2] < _linear_given_alpha(rel_n, loss, m2)[2]:
+      hi = m2
+    else:
+      lo = m1
+  return (lo + hi) / 2
+
+
+def fit_saturating_power_law(n, loss, *, bootstrap: int = 500, seed: int = 0) -> SaturatingPowerLaw:
   """Fits L = E + A·N^-α with α searched in SATURATING_ALPHA_RANGE, [1e-3, 10].
 
   When the best α lies at an end of that range (data that keep improving faster than N^-10, or
   that barely change with N), the result has alpha_at_bound set and its α is only the range's edge.
+  α's 95% interval comes from a residual bootstrap, as the sizes are a fixed design: each
+  replicate adds the residuals, drawn with replacement and widened by sqrt(k/(k-3)) for the 3
+  fitted parameters, to the fitted curve and refits α near the estimate.
   """
   n = np.asarray(n, dtype=np.float64)
   loss = np.asarray(loss, dtype=np.float64)
@@ -124,15 +142,7 @@ def fit_saturating_power_law(n, loss) -> SaturatingPowerLaw:
   grid = np.geomspace(low, high, 600)
   sses = [_linear_given_alpha(rel_n, loss, g)[2] for g in grid]
   i = int(np.argmin(sses))
-  lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-  golden = (math.sqrt(5) - 1) / 2
-  for _ in range(100):
-    m1, m2 = hi - golden * (hi - lo), lo + golden * (hi - lo)
-    if _linear_given_alpha(rel_n, loss, m1)[2] < _linear_given_alpha(rel_n, loss, m2)[2]:
-      hi = m2
-    else:
-      lo = m1
-  alpha = (lo + hi) / 2
+  alpha = _golden_alpha(rel_n, loss, grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)], 100)
   e, rel_a, sse = _linear_given_alpha(rel_n, loss, alpha)
   x = rel_n**-alpha
   k = len(n)
@@ -146,8 +156,18 @@ def fit_saturating_power_law(n, loss) -> SaturatingPowerLaw:
     except np.linalg.LinAlgError:
       pass
   at_bound = any(math.isclose(alpha, edge, rel_tol=1e-6) for edge in SATURATING_ALPHA_RANGE)
+  ci = (float("nan"), float("nan"))
+  if k > 3 and bootstrap > 0:
+    fitted = e + rel_a * x
+    residuals = (loss - fitted) * math.sqrt(k / (k - 3))
+    rng = np.random.default_rng(seed)
+    lo, hi = max(low, alpha / 8), min(high, alpha * 8)
+    draws = [_golden_alpha(rel_n, fitted + rng.choice(residuals, k), lo, hi, 40)
+             for _ in range(bootstrap)]
+    ci = (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
   return SaturatingPowerLaw(e=e, a=rel_a * n_min**alpha, alpha=float(alpha), alpha_std=alpha_std,
-                            r2=_r2(loss, e + rel_a * x), n_points=k, alpha_at_bound=at_bound)
+                            r2=_r2(loss, e + rel_a * x), n_points=k, alpha_at_bound=at_bound,
+                            alpha_ci95=ci, bootstrap=bootstrap if k > 3 else 0)
 
 
 def _check_points(n, loss, minimum: int) -> None:
@@ -643,6 +663,28 @@ def _flops_rule(fit: JointScalingLaw, flops_per_token: FlopsPerToken):
     raise ValueError(f"flops_per_token must be positive and finite, got {values.tolist()}")
   k = float(np.exp(np.mean(np.log(values / n))))
   return k, None, f"{k:.4g}*N (k from per-point FLOPs)"
+
+
+def default_budgets(spent: np.ndarray) -> np.ndarray:
+  """FLOP budgets to report: each power of ten from the smallest run's compute to 100x the
+  largest's."""
+  return 10.0 ** np.arange(np.ceil(np.log10(np.min(spent))), np.floor(np.log10(np.max(spent))) + 3)
+
+
+def flops_per_token_of_sizes(n, flops_per_token) -> Callable[[np.ndarray], np.ndarray]:
+  """f(N): FLOPs per token of a model of N parameters, from the models measured (N_i, f_i): the
+  ratio f/N interpolated in log N between them and held at the end values beyond, so that every
+  size's own count (attention, the output head) enters the compute-optimal allocation."""
+  n = np.asarray(n, dtype=np.float64)
+  ratio = np.asarray(flops_per_token, dtype=np.float64) / n
+  order = np.argsort(n)
+  log_n, log_ratio = np.log(n[order]), np.log(ratio[order])
+
+  def f(params):
+    params = np.asarray(params, dtype=np.float64)
+    return params * np.exp(np.interp(np.log(params), log_n, log_ratio))
+
+  return f
 
 
 def point_flops(fit: JointScalingLaw, flops_per_token: FlopsPerToken = 6.0) -> np.ndarray:

@@ -13,7 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from abcjax.scaling.fit import (FlopsPerToken, JointScalingLaw, SaturatingPowerLaw,
-                                SeededPowerLaw, compute_optimal, fit_power_law_seeds,
+                                SeededPowerLaw, compute_optimal, default_budgets,
+                                fit_power_law_seeds,
                                 fit_saturating_power_law, point_flops)
 
 RESULT_COLUMNS = ("size", "seed", "params", "non_embedding_params", "tokens", "final_train_loss",
@@ -42,17 +43,19 @@ def read_results_csv(path: str | pathlib.Path) -> list[dict[str, Any]]:
   with open(path, newline="") as f:
     rows = list(csv.DictReader(f))
   for row in rows:
+    row.setdefault("seed", "0")  # results written before seeds were recorded used seed 0
     for k in RESULT_COLUMNS[1:]:
       row[k] = float(row[k]) if row[k] not in ("", None) else float("nan")
   return rows
 
 
-def size_means(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-  """(params, mean best val loss over seeds) of each size, smallest first."""
+def size_means(rows: Sequence[dict[str, Any]],
+               key: str = "best_val_loss") -> tuple[np.ndarray, np.ndarray]:
+  """(params, mean of `key` over seeds) of each size, smallest first."""
   n = np.array([float(r["params"]) for r in rows])
-  loss = np.array([float(r["best_val_loss"]) for r in rows])
+  values = np.array([float(r[key]) for r in rows])
   sizes = np.unique(n)
-  return sizes, np.array([loss[n == size].mean() for size in sizes])
+  return sizes, np.array([values[n == size].mean() for size in sizes])
 
 
 def fits(rows: Sequence[dict[str, Any]]) -> tuple[SeededPowerLaw | None, SaturatingPowerLaw | None]:
@@ -102,8 +105,7 @@ def _plot_fit(ax, rows, simple, saturating, arch, label_prefix=""):
   n = np.array([float(r["params"]) for r in rows])
   loss = np.array([float(r["best_val_loss"]) for r in rows])
   color = COLORS.get(arch)
-  sizes = np.unique(n)
-  means = np.array([loss[n == size].mean() for size in sizes])
+  sizes, means = size_means(rows)
   spread = np.array([loss[n == size].std(ddof=1) if (n == size).sum() > 1 else 0.0
                      for size in sizes])
   seeds = max((n == size).sum() for size in sizes)
@@ -163,9 +165,11 @@ def summary_text(arch: str, table: str, rows, simple, saturating, *, preset: str
         f"{float(r['bits_per_char']):>7.3f}{float(r['wall_time_s']):>9.1f}{float(r['tokens_per_s']):>10,.0f}"
         f"{float(r['peak_memory_bytes']) / 2**20:>9.0f}{float(r['mfu']):>7.3f}")
   lines.append("")
-  lines.append("fit of best val loss against parameters:")
-  lines.append("  " + (simple.describe() if simple else "L = a*N^-alpha: needs at least 2 sizes"))
-  lines.append("  " + (saturating.describe() if saturating else "L = E + A*N^-alpha: needs at least 3 sizes"))
+  lines.append("fits of best val loss against parameters:")
+  lines.append("  power law (the study's form): "
+               + (simple.describe() if simple else "L = a*N^-alpha: needs at least 2 sizes"))
+  lines.append("  with an irreducible loss E (the floor that the data budget leaves): "
+               + (saturating.describe() if saturating else "L = E + A*N^-alpha: needs at least 3 sizes"))
   if simple is not None and max(s.seeds for s in simple.sizes) > 1:
     lines.append("")
     lines.append(seeded_fit_summary(arch, simple).rstrip("\n"))
@@ -183,12 +187,13 @@ def plot_comparison(by_arch: dict[str, list[dict[str, Any]]], out_dir: pathlib.P
   for key, ylabel, name in (("wall_time_s", "wall time (s)", "compare_wall_time_vs_params.png"),
                             ("peak_memory_bytes", "peak memory (MB)", "compare_memory_vs_params.png")):
     fig, ax = _new_axes((6.5, 4.5))
+    scale = 2**20 if key == "peak_memory_bytes" else 1
     for arch, rows in by_arch.items():
-      n = [float(r["params"]) for r in rows]
-      y = [float(r[key]) / (2**20 if key == "peak_memory_bytes" else 1) for r in rows]
-      ax.plot(n, y, "o-", color=COLORS.get(arch), label=arch)
-      for r, xi, yi in zip(rows, n, y):
-        ax.annotate(r["size"], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+      n, y = size_means(rows, key)
+      ax.plot(n, y / scale, "o-", color=COLORS.get(arch), label=arch)
+      names = {float(r["params"]): r["size"] for r in rows}
+      for xi, yi in zip(n, y / scale):
+        ax.annotate(names[xi], (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters N")
@@ -203,15 +208,17 @@ def plot_comparison(by_arch: dict[str, list[dict[str, Any]]], out_dir: pathlib.P
 
 def comparison_summary(by_arch: dict[str, list[dict[str, Any]]]) -> str:
   lines = [f"{'arch':<6}{'sizes':>6}{'alpha':>9}{'±std':>8}{'a':>9}{'R2':>8}"
-           f"{'E':>9}{'alpha_sat':>11}{'R2_sat':>8}{'best val':>10}"]
+           f"{'E':>9}{'alpha_sat':>11}{'95% CI':>18}{'R2_sat':>8}{'best val':>10}"]
   for arch, rows in by_arch.items():
     simple, saturating = fits(rows)
     best = min(float(r["best_val_loss"]) for r in rows)
     s = (f"{simple.alpha:>9.4f}{simple.alpha_std:>8.4f}{simple.a:>9.4g}{simple.r2:>8.4f}"
          if simple else f"{'n/a':>34}")
-    t = (f"{saturating.e:>9.4f}{saturating.alpha:>11.4f}{saturating.r2:>8.4f}"
-         if saturating else f"{'n/a':>28}")
-    lines.append(f"{arch:<6}{len(rows):>6}{s}{t}{best:>10.4f}")
+    t = (f"{saturating.e:>9.4f}{saturating.alpha:>11.4f}"
+         f"{_ci_text(saturating.alpha_ci95, '.3f'):>18}{saturating.r2:>8.4f}"
+         if saturating else f"{'n/a':>46}")
+    sizes = len({float(r["params"]) for r in rows})
+    lines.append(f"{arch:<6}{sizes:>6}{s}{t}{best:>10.4f}")
   return "\n".join(lines) + "\n"
 
 
@@ -332,7 +339,7 @@ def joint_fit_summary(fit: JointScalingLaw, *, flops: Sequence[float] | None = N
   (by default each power of ten from the smallest run's compute to 100 times the largest)."""
   if flops is None:
     spent = point_flops(fit, flops_per_token)
-    flops = 10.0 ** np.arange(np.ceil(np.log10(spent.min())), np.floor(np.log10(spent.max())) + 3)
+    flops = default_budgets(spent)
   lines = [f"L(N, D) = E + A*N^-alpha + B*D^-beta, Huber (delta {fit.huber_delta:g}) fit of log L "
            f"to {fit.n_points} runs; 95% CIs from {fit.bootstrap} bootstrap resamples of the runs",
            f"{'':<10}{'value':>12}{'95% CI':>26}"]

@@ -48,11 +48,12 @@ def run_sweep(arch: str, sizes: Sequence[str], config_for: Callable[[str], Confi
       cfg = with_seed(config_for(size), seed)
       path = run_dir(workdir, arch, size, seed)
       name = f"{arch} {size}" + (f" seed {seed}" if len(seeds) > 1 or seed else "")
-      if (path / loop.RESULTS_FILE).exists():
+      if finished_row(arch, size, path, cfg, quiet=True) is not None:
         logging.info("%s: finished before, skipped", name)
         print(f"[{name}] finished before in {path}: skipped", flush=True)
-      else:
-        print(f"[{name}] training in {path}", flush=True)
+        continue
+      # A folder of another config or corpus is refused here, naming what differs.
+      print(f"[{name}] training in {path}", flush=True)
       loop.train(cfg, path, after_step=after_step)
   first = config_for(sizes[0])
   table, preset = first.model.table, first.run.preset

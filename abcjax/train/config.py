@@ -36,6 +36,9 @@ class OptimizerConfig:
   eps: float = 1e-8
   grad_clip: float = 1.0       # clip by global norm
 
+  def __post_init__(self):
+    self.validate()
+
   def validate(self) -> None:
     finite = math.isfinite
     checks.require([
@@ -62,6 +65,9 @@ class DataConfig:
   tokens: int = 100_000_000    # token budget of one epoch
   epochs: float = 1.0          # passes over the budget (the best model trains several)
 
+  def __post_init__(self):
+    self.validate()
+
   def validate(self) -> None:
     checks.require([
         ("batch_size", self.batch_size > 0, "a positive integer", self.batch_size),
@@ -78,6 +84,9 @@ class EvalConfig:
   every: int = 500             # steps between evaluations (0: only at the end)
   batch_size: int = 64         # windows per evaluation batch
   max_tokens: int = 0          # evaluate the first max_tokens of a split (0: the whole split)
+
+  def __post_init__(self):
+    self.validate()
 
   def validate(self) -> None:
     checks.require([
@@ -97,6 +106,9 @@ class RunConfig:
   progress: bool = True        # a progress bar on the console
   preset: str = "custom"       # the preset that built this config (a record; presets.make)
 
+  def __post_init__(self):
+    self.validate()
+
   def validate(self) -> None:
     checks.require([
         ("seed", 0 <= self.seed < 2**63, "an integer in [0, 2**63)", self.seed),
@@ -114,6 +126,18 @@ RUNTIME_FIELDS = frozenset({
     "run.log_every", "run.checkpoint_every", "run.progress", "run.preset", "eval.every",
     "eval.batch_size", "data.data_dir", "model.attention", "model.cpu_backward", "model.vocab_size",
 })
+
+
+# Model fields an override may not set: a size name or table comes with its shape, and the
+# vocabulary is the corpus's.
+FIXED_MODEL_FIELDS = {
+    "model.size": "a size name comes with its shape: build the config from it (presets.make, "
+                  "ModelConfig.from_size; --sizes or --size), or give a shape of your own "
+                  "(model.n_layer, model.d_model, ...), which is labelled custom",
+    "model.table": "a table comes with its shapes: build the config from it (presets.make, "
+                   "ModelConfig.from_size; --table)",
+    "model.vocab_size": "the vocabulary size is the corpus's; the trainer sets it",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +239,8 @@ def override(cfg: Config, changes: dict[str, Any]) -> Config:
     else:
       raise ValueError(f"config.{path}: no section {section!r}; sections: "
                        f"{['model', *SECTIONS]}")
+    if path in FIXED_MODEL_FIELDS:
+      raise ValueError(f"config.{path}: {FIXED_MODEL_FIELDS[path]}")
     if name not in types:
       raise ValueError(f"config.{path}: {section} has no field {name!r}"
                        + (f" for the {cfg.model.arch} family" if section == "model" else "")

@@ -11,8 +11,6 @@ family, the configs stay typed frozen dataclasses, and no other dependency is ne
 
 from __future__ import annotations
 
-import dataclasses
-
 from absl import flags
 
 from abcjax.models import registry
@@ -30,8 +28,7 @@ def _paths() -> dict[str, str]:
   for arch in registry.names():
     cls = registry.config_class(arch)
     for field, kind in field_types(cls).items():
-      if any(f.name == field for f in dataclasses.fields(cls)):
-        paths.setdefault(f"model.{field}", getattr(kind, "__name__", str(kind)))
+      paths.setdefault(f"model.{field}", getattr(kind, "__name__", str(kind)))
   return paths
 
 

@@ -69,6 +69,30 @@ def check_vocab(workdir: pathlib.Path, vocab, data_dir: pathlib.Path, hint: str 
         + hint)
 
 
+def corpus_digest(data_dir: pathlib.Path, head_bytes: int = 1 << 24) -> str:
+  """A digest of a corpus's token arrays: each split's length and its first 16 MB. A moved corpus
+  keeps it; another build (another source, --transpose, another seed) changes it."""
+  digest = hashlib.sha1()
+  for split in corpus.SPLITS:
+    path = data_dir / f"{split}.npy"
+    digest.update(f"{split}:{path.stat().st_size}:".encode())
+    with open(path, "rb") as f:
+      digest.update(f.read(head_bytes))
+  return digest.hexdigest()
+
+
+def check_corpus(workdir: pathlib.Path, data_dir: pathlib.Path, digest: str) -> None:
+  """Refuses to resume (or report as finished) a run on another corpus than it trained on."""
+  path = workdir / CONFIG_FILE
+  if not path.exists():
+    return
+  saved = json.loads(path.read_text())
+  if saved.get("corpus_sha1", digest) != digest:
+    raise ConfigMismatch(
+        f"work folder {workdir} was trained on {saved.get('data_dir')}; {data_dir} holds another "
+        "corpus (other token arrays). " + _RESUME_HINT)
+
+
 class _StopRequest:
   """Turns SIGTERM/SIGINT into a flag the loop checks between steps (preemption-safe)."""
 
@@ -116,6 +140,8 @@ class Trainer:
     self.data_dir = corpus.ensure_corpus(cfg.data.data_dir).resolve()
     self.vocab = corpus.load_vocab(self.data_dir)
     check_vocab(self.workdir, self.vocab, self.data_dir)
+    self.corpus_sha1 = corpus_digest(self.data_dir)
+    check_corpus(self.workdir, self.data_dir, self.corpus_sha1)
     self.train_tokens = corpus.load_split(self.data_dir, "train")  # memory-mapped
     block = cfg.model.block_size
     if len(self.train_tokens) < block + 1:
@@ -172,6 +198,7 @@ class Trainer:
         "data_dir": str(self.data_dir),
         "vocab_size": len(self.vocab),
         "vocab_sha1": vocab_digest(self.vocab),
+        "corpus_sha1": self.corpus_sha1,
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "device_kind": jax.devices()[0].device_kind,

@@ -90,14 +90,17 @@ def make(preset: str, arch: str, size: str, *, table: str = "A", best_model: boo
 
 def cap_to_corpus(cfg: Config, train_tokens: int,
                   max_passes: float = PAPER_MAX_PASSES) -> tuple[Config, str | None]:
-  """`cfg` with its per-epoch budget cut to `max_passes` passes over a train split of
-  `train_tokens`, and a note saying so (None when the budget fits)."""
+  """`cfg` with its whole budget (tokens x epochs) cut to `max_passes` passes over a train split
+  of `train_tokens`, and a note saying so (None when the budget fits)."""
   cap = int(max_passes * train_tokens)
-  if cfg.data.tokens <= cap:
+  if cfg.total_tokens <= cap:
     return cfg, None
-  note = (f"note: the {cfg.run.preset} preset's {cfg.data.tokens:,} tokens would be "
-          f"{cfg.data.tokens / max(train_tokens, 1):.1f} passes over this corpus's "
-          f"{train_tokens:,} training tokens; training on {max_passes:g} passes ({cap:,} tokens) "
+  epochs = cfg.data.epochs
+  tokens = max(1, int(cap / epochs))
+  per_epoch = f" ({tokens:,} tokens an epoch, {epochs:g} epochs)" if epochs != 1 else ""
+  note = (f"note: the {cfg.run.preset} preset's {cfg.total_tokens:,} tokens would be "
+          f"{cfg.total_tokens / max(train_tokens, 1):.1f} passes over this corpus's "
+          f"{train_tokens:,} training tokens; training on {max_passes:g} passes{per_epoch} "
           "instead. Enlarge the corpus (prepare_data --transpose=all, or --source=thesession) for "
-          "the full budget, or insist with --config.data.tokens.")
-  return override(cfg, {"data.tokens": cap}), note
+          "the full budget, or set it yourself with --config.data.tokens (scaling, best_model).")
+  return override(cfg, {"data.tokens": tokens}), note
