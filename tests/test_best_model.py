@@ -9,7 +9,7 @@ def best_model(workdir, data_dir, *extra):
   return run_experiment(
       "best_model", "--preset=cpu", f"--workdir={workdir}", f"--data_dir={data_dir}",
       "--config.data.tokens=8192", "--config.data.batch_size=8", "--config.model.block_size=32",
-      "--config.eval.every=8", "--config.run.checkpoint_every=8", "--config.run.progress=false",
+      "--config.eval.every=16", "--config.run.checkpoint_every=32", "--config.run.progress=false",
       *extra)
 
 

@@ -16,7 +16,7 @@ def scaling(workdir, data_dir, arch, sizes, *extra):
   return run_experiment(
       "scaling", f"--arch={arch}", f"--sizes={sizes}", "--preset=cpu", f"--workdir={workdir}",
       f"--data_dir={data_dir}", "--config.data.tokens=8192", "--config.data.batch_size=8",
-      "--config.eval.every=8", "--config.run.log_every=4", "--config.run.progress=false", *extra)
+      "--config.eval.every=16", "--config.run.log_every=4", "--config.run.progress=false", *extra)
 
 
 def test_scaling_end_to_end_writes_outputs_skips_finished_and_compares(tmp_path):
