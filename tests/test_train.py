@@ -303,7 +303,7 @@ def run_two_processes(*args):
 def test_two_processes_match_one_and_resume(data_dir, tmp_path):
   # Orbax's barriers synchronise both processes at every save, evaluation steps included, and
   # at the deletion of steps it no longer keeps. The run stops at step 5 and resumes.
-  cfg = json.dumps(tiny_config(data_dir).to_dict())
+  cfg = json.dumps(tiny_config(data_dir, checkpoint_every=12).to_dict())
   one = run_script(_DEVICES_SCRIPT, cfg, str(tmp_path / "one"))
   first = run_two_processes(cfg, str(tmp_path / "two"), "5")
   assert [o["step"] for o in first] == [5, 5] and first[0]["processes"] == 2
