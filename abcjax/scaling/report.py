@@ -134,20 +134,25 @@ def _plain_y_ticks(ax) -> None:
   ax.yaxis.set_minor_formatter(formatter)
 
 
+def _save_loss_axes(fig: Figure, ax, path, title: str, ylabel: str) -> None:
+  """Log-log axes of loss against parameters, labelled, with legend and grid; then the file."""
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  _plain_y_ticks(ax)
+  ax.set_xlabel("parameters N")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3, which="both")
+  _save(fig, path)
+
+
 def _save_loss_plot(by_arch: dict[str, list[dict[str, Any]]], path, title: str) -> None:
   """Best val loss against parameters on log-log axes, each family with both of its fits."""
   fig, ax = _new_axes((6.5, 4.5))
   for arch, rows in by_arch.items():
     _plot_fit(ax, rows, *fits(rows), arch)
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  _plain_y_ticks(ax)
-  ax.set_xlabel("parameters N")
-  ax.set_ylabel("best validation loss (nats/char)")
-  ax.set_title(title)
-  ax.legend(fontsize=7)
-  ax.grid(alpha=0.3, which="both")
-  _save(fig, path)
+  _save_loss_axes(fig, ax, path, title, "best validation loss (nats/char)")
 
 
 def plot_loss_vs_params(rows, path, arch: str, title: str) -> None:
@@ -244,15 +249,7 @@ def plot_seeded_power_laws(fits: Mapping[str, SeededPowerLaw], path, title: str)
                   f"{_ci_text(fit.alpha_ci95, '.3f')} (R²={fit.r2:.3f})")
     low, high = fit.band(grid)
     ax.fill_between(grid, low, high, color=color, alpha=0.2, lw=0, label=f"{label}: 95% band")
-  ax.set_xscale("log")
-  ax.set_yscale("log")
-  _plain_y_ticks(ax)
-  ax.set_xlabel("parameters N")
-  ax.set_ylabel("validation loss (nats/char)")
-  ax.set_title(title)
-  ax.legend(fontsize=7)
-  ax.grid(alpha=0.3, which="both")
-  _save(fig, path)
+  _save_loss_axes(fig, ax, path, title, "validation loss (nats/char)")
 
 
 def _size_flops_per_token(fit: JointScalingLaw, flops_per_token: FlopsPerToken, n: float) -> float:
